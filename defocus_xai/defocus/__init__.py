@@ -1,0 +1,3 @@
+"""Defocus-blur estimation: images -> sigma maps in pixels."""
+
+__all__ = []
