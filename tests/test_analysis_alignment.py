@@ -1,0 +1,160 @@
+"""Alignment score vs a direct NumPy transcription of UPSTREAM.md section 4.5; summary, CI, baseline."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from defocus_xai.analysis import AlignmentResult, AlignmentSummary, alignment_score, alignment_scores
+from defocus_xai.analysis.alignment import _constrained_derangement
+
+EPS = 1e-10
+
+
+def reference_alignment(fake, real, shap, bins=20, eps=EPS):
+    """UPSTREAM section 4.5, written out: histograms of fake defocus values over [0, 1] weighted by
+    |fake - real| (A) and by |SHAP| (B), L1-normalized; overlap = sum(min(A, B));
+    KL = entropy(B + eps || A + eps)."""
+    A, edges = np.histogram(fake.ravel(), bins=bins, range=(0.0, 1.0), weights=np.abs(fake - real).ravel())
+    B, _ = np.histogram(fake.ravel(), bins=bins, range=(0.0, 1.0), weights=np.abs(shap).ravel())
+    A = A / A.sum()
+    B = B / B.sum()
+    p = (B + eps) / (B + eps).sum()
+    q = (A + eps) / (A + eps).sum()
+    return np.minimum(A, B).sum(), float(np.sum(p * np.log(p / q))), A, B, edges
+
+
+def _triples(n=8, h=12, w=10, seed=0):
+    rng = np.random.default_rng(seed)
+    real = rng.random((n, h, w))
+    fake = np.clip(real + rng.normal(0, 0.2, (n, h, w)), 0, 1)
+    attr = rng.normal(size=(n, h, w))
+    return fake, real, attr
+
+
+def test_alignment_score_matches_reference_transcription():
+    fake, real, attr = _triples()
+    fake[0, 0, :4] = [0.0, 0.05, 0.5, 1.0]  # values on bin edges
+    for i in range(fake.shape[0]):
+        f0, r0, a0 = fake[i].copy(), real[i].copy(), attr[i].copy()
+        res = alignment_score(fake[i], real[i], attr[i])
+        np.testing.assert_array_equal(fake[i], f0)
+        np.testing.assert_array_equal(attr[i], a0)
+        ov, kl, A, B, edges = reference_alignment(fake[i], real[i], attr[i])
+        assert res.overlap == pytest.approx(ov, abs=1e-12)
+        assert res.kl == pytest.approx(kl, rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(res.hist_diff, A, atol=1e-14)
+        np.testing.assert_allclose(res.hist_attr, B, atol=1e-14)
+        np.testing.assert_allclose(res.bin_edges, edges)
+        assert res.kl == pytest.approx(stats.entropy(B + EPS, A + EPS))
+    assert isinstance(res, AlignmentResult) and set(res.to_dict()) == {"overlap", "kl", "hist_diff",
+                                                                        "hist_attr", "bin_edges"}
+
+
+def test_alignment_score_channels_bins_and_perfect_alignment():
+    fake, real, _ = _triples(n=1)
+    rng = np.random.default_rng(1)
+    a3 = rng.normal(size=(3, 12, 10))
+    res3 = alignment_score(fake[0], real[0], a3, bins=7)
+    res1 = alignment_score(fake[0], real[0], np.abs(a3).sum(axis=0), bins=7)
+    assert res3.overlap == pytest.approx(res1.overlap) and res3.hist_attr.shape == (7,)
+    perfect = alignment_score(fake[0], real[0], 3.0 * np.abs(fake[0] - real[0]))
+    assert perfect.overlap == pytest.approx(1.0) and perfect.kl == pytest.approx(0.0, abs=1e-9)
+    # value_range=None bins over the fake's own range
+    res_none = alignment_score(fake[0] * 4, real[0] * 4, a3, value_range=None)
+    assert 0.0 <= res_none.overlap <= 1.0
+
+
+def test_alignment_score_degenerate_and_invalid_inputs_raise():
+    fake, real, attr = _triples(n=1)
+    with pytest.raises(ValueError, match="fake - real"):
+        alignment_score(fake[0], fake[0], attr[0])
+    with pytest.raises(ValueError, match="attribution is zero"):
+        alignment_score(fake[0], real[0], np.zeros_like(attr[0]))
+    with pytest.raises(ValueError, match="outside value_range"):
+        alignment_score(fake[0] + 2.0, real[0], attr[0])
+    ok = alignment_score(fake[0] + 2.0, real[0], attr[0], normalize=True)
+    assert 0.0 <= ok.overlap <= 1.0
+    with pytest.raises(ValueError, match=r"\(12, 10\).*\(12, 9\)"):
+        alignment_score(fake[0], real[0][:, :9], attr[0])
+
+
+def test_alignment_scores_per_sample_summary_and_ci():
+    fake, real, attr = _triples(n=10)
+    s = alignment_scores(fake, real, attr, n_boot=500, n_permutations=30)
+    assert isinstance(s, AlignmentSummary)
+    ref = np.array([reference_alignment(fake[i], real[i], attr[i])[0] for i in range(10)])
+    np.testing.assert_allclose(s.per_sample["overlap"], ref, atol=1e-12)
+    assert s.mean_overlap == pytest.approx(ref.mean()) and s.std_overlap == pytest.approx(ref.std(ddof=1))
+    assert s.ci_low <= s.mean_overlap <= s.ci_high
+    assert s.kl_ci_low <= s.mean_kl <= s.kl_ci_high
+    assert (s.n_samples, s.n_units, s.n_skipped) == (10, 10, 0)
+    g = np.repeat(["v0", "v1", "v2", "v3", "v4"], 2)
+    sg = alignment_scores(fake, real, attr, groups=g, n_boot=500, n_permutations=30)
+    assert sg.n_units == 5 and list(sg.per_sample["group"]) == list(g)
+    assert sg.mean_overlap == pytest.approx(s.mean_overlap)
+    d = sg.to_dict(include_per_sample=True)
+    assert d["n_units"] == 5 and len(d["per_sample"]) == 10 and len(d["baseline_means"]) == 30
+
+
+def test_bootstrap_ci_contains_true_mean_on_simple_case():
+    from defocus_xai.analysis import bootstrap_mean_ci
+
+    rng = np.random.default_rng(7)
+    covered = sum(
+        (lambda ci: ci.low <= 2.0 <= ci.high)(bootstrap_mean_ci(rng.normal(2.0, 1.0, 100), n_boot=400, seed=k))
+        for k in range(20))
+    assert covered >= 16
+    ci = bootstrap_mean_ci(np.arange(12.0), groups=np.repeat([0, 1, 2], 4), n_boot=100)
+    assert ci.n_units == 3 and ci.estimate == pytest.approx(5.5)
+
+
+def test_permutation_baseline_random_vs_aligned_attributions():
+    # random attributions: the observed mean is one more draw from the baseline distribution,
+    # so p-values are spread over (0, 1] (deterministic seeds; one data set alone proves little)
+    pvals = []
+    for k in range(10):
+        fake, real, attr = _triples(n=24, seed=10 + k)
+        rand = alignment_scores(fake, real, attr, n_boot=20, n_permutations=99, seed=k)
+        assert abs(rand.mean_overlap - rand.baseline_mean_overlap) < 0.05
+        pvals.append(rand.p_value)
+    assert sum(p < 0.05 for p in pvals) <= 2 and 0.25 < np.mean(pvals) < 0.75
+    diff = np.abs(fake - real)
+    aligned = alignment_scores(fake, real, diff, n_boot=200, n_permutations=99, seed=0)
+    assert aligned.mean_overlap == pytest.approx(1.0)
+    assert aligned.baseline_mean_overlap < 0.99
+    assert aligned.p_value == pytest.approx(1 / 100)
+    assert aligned.baseline_means.shape == (99,)
+
+
+def test_permutation_baseline_two_samples_is_the_swap():
+    fake, real, attr = _triples(n=2, seed=3)
+    s = alignment_scores(fake, real, attr, n_boot=50, n_permutations=5)
+    swap = np.mean([alignment_score(fake[0], real[0], attr[1]).overlap,
+                    alignment_score(fake[1], real[1], attr[0]).overlap])
+    np.testing.assert_allclose(s.baseline_means, swap, atol=1e-6)
+
+
+def test_derangement_respects_groups_and_infeasible_groups_raise():
+    rng = np.random.default_rng(0)
+    codes = np.repeat(np.arange(10), 4)
+    for _ in range(20):
+        p = _constrained_derangement(codes, rng)
+        assert sorted(p) == list(range(40)) and np.all(codes[p] != codes)
+    p = _constrained_derangement(np.arange(7), rng)
+    assert np.all(p != np.arange(7))
+    fake, real, attr = _triples(n=6)
+    with pytest.raises(ValueError, match="largest group"):
+        alignment_scores(fake, real, attr, groups=[0, 0, 0, 0, 1, 2], n_boot=10)
+
+
+def test_alignment_scores_degenerate_skip_or_raise():
+    fake, real, attr = _triples(n=5)
+    attr[2] = 0.0
+    with pytest.raises(ValueError, match="sample 2"):
+        alignment_scores(fake, real, attr, n_boot=10, n_permutations=0)
+    s = alignment_scores(fake, real, attr, n_boot=10, n_permutations=10, on_degenerate="skip")
+    assert s.n_skipped == 1 and s.skipped == (2,) and 2 not in set(s.per_sample["sample"])
+    none = alignment_scores(fake, real, attr, n_boot=10, n_permutations=0, on_degenerate="skip")
+    assert none.p_value is None and none.baseline_mean_overlap is None and none.baseline_means.size == 0
+    with pytest.raises(ValueError, match="attributions has shape"):
+        alignment_scores(fake, real, attr[:4])
