@@ -9,7 +9,10 @@ Every public name of the subpackages is re-exported here; see ``docs/`` for the 
 """
 
 from ._version import __version__
-from . import defocus as _defocus_pkg
+from . import analysis, data, defocus
+from .analysis import *  # noqa: F401,F403
+from .data import *  # noqa: F401,F403
 from .defocus import *  # noqa: F401,F403
 
-__all__ = ["__version__", *_defocus_pkg.__all__]
+__all__ = ["__version__", "analysis", "data", "defocus",
+           *defocus.__all__, *data.__all__, *analysis.__all__]
