@@ -2,7 +2,6 @@
 
 import ast
 import pathlib
-import warnings
 
 import numpy as np
 import pandas as pd

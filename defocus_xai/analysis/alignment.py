@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
+from scipy import stats
 
 from ._bootstrap import bootstrap_mean_ci, group_codes
 from ._checks import (as_attribution_batch, as_labels, as_map_batch, as_single_map, check_confidence,
@@ -330,9 +330,9 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
     Notes
     -----
     The baseline needs, for each sample ``i``, the histogram of ``i``'s fake values weighted by another
-    sample's attribution. It is computed with one sparse product per sample over the attributions that
-    the permutations assign to it, i.e. ``min(N, n_permutations)`` histograms per sample, and holds the
-    reduced attributions as an (N, H * W) float32 array.
+    sample's attribution. Per sample, only the attributions that the permutations assign to it are
+    histogrammed (at most ``min(N - 1, n_permutations)`` bincounts of H * W pixels); the reduced
+    attributions are held as an (N, H * W) float32 array.
 
     Examples
     --------
@@ -364,7 +364,7 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
         raise ValueError("no samples given")
     group_labels = None if groups is None else as_labels(groups, "groups", n)
 
-    keep, overlaps, kls, idx_rows, skipped = [], [], [], [], []
+    keep, overlaps, kls, skipped = [], [], [], []
     a_abs_rows = []
     for i in range(n):
         f, r = fk[i].astype(np.float64), rl[i].astype(np.float64)
@@ -372,7 +372,7 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
             f, r = normalize_maps(f).astype(np.float64), normalize_maps(r).astype(np.float64)
         a_abs = reduce_attribution(at[i], f"attributions[{i}]", mode="abs")
         try:
-            ov, kl, _, _, _, idx = _score(f, r, a_abs, bins, value_range, eps, f"sample {i}")
+            ov, kl, _, _, _, _ = _score(f, r, a_abs, bins, value_range, eps, f"sample {i}")
         except ValueError as exc:
             if on_degenerate == "skip" and "is zero everywhere" in str(exc):
                 skipped.append(i)
@@ -382,7 +382,6 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
         overlaps.append(ov)
         kls.append(kl)
         if n_permutations:
-            idx_rows.append(idx.astype(np.int32))
             a_abs_rows.append(a_abs.ravel().astype(np.float32))
     if not keep:
         raise ValueError(f"all {n} samples are degenerate (empty difference or attribution histograms)")
@@ -409,20 +408,20 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
         rng = _permutation_rng(seed)
         perms = np.stack([_constrained_derangement(codes, rng) for _ in range(int(n_permutations))])
         A_mat = np.stack(a_abs_rows)  # (m, HW) float32
-        hw = A_mat.shape[1]
-        cols = np.arange(hw)
         perm_ov = np.empty(perms.shape, dtype=np.float64)
         for i in range(m):
             f_i = fk[keep_arr[i]].astype(np.float64)
             r_i = rl[keep_arr[i]].astype(np.float64)
             if normalize:
                 f_i, r_i = normalize_maps(f_i).astype(np.float64), normalize_maps(r_i).astype(np.float64)
-            idx = idx_rows[i]
+            idx = _bin_index(f_i, _edges(f_i, bins, value_range), f"sample {keep_arr[i]}")
             hd = np.bincount(idx, weights=np.abs(f_i - r_i).ravel(), minlength=bins)
             A = hd / hd.sum()
             js, inv = np.unique(perms[:, i], return_inverse=True)
-            S = sparse.csr_matrix((np.ones(hw), (idx, cols)), shape=(bins, hw))
-            H = np.asarray(S @ A_mat[js].T, dtype=np.float64)  # (bins, len(js))
+            # histogram of sample i's fake values weighted by each attribution j assigned to it
+            H = np.empty((bins, js.size))
+            for k, j in enumerate(js):
+                H[:, k] = np.bincount(idx, weights=A_mat[j], minlength=bins)
             tot = H.sum(axis=0)
             B = H / np.where(tot > 0, tot, 1.0)
             ov_js = np.minimum(A[:, None], B).sum(axis=0)
