@@ -1,0 +1,273 @@
+"""The library's image input convention, in one place.
+
+Every function of :mod:`defocus_xai` that takes images converts them with :func:`as_image_batch`:
+
+* **Result**: a ``torch.float32`` tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
+* **torch tensors are channels-first**: ``(B, C, H, W)``, ``(C, H, W)`` or ``(H, W)``.
+* **numpy arrays (and PIL images) are channels-last**: ``(B, H, W, C)``, ``(H, W, C)`` or ``(H, W)``.
+* ``C`` is 1 (gray, repeated to three channels) or 3 (RGB). Four channels (RGBA) are rejected: alpha
+  must be composited first (``dx.data.load_image`` does that).
+* ``uint8`` is divided by 255, ``uint16`` by 65535; floating point values must already lie in
+  ``[0, 1]`` (values within ``1e-6`` outside are clamped); ``bool`` and other integer types are
+  rejected, as are NaN, infinity, empty arrays and wrong ranks.
+
+Conversions of floating point torch tensors keep the autograd graph, so gradients flow back to the
+caller's tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_image_batch", "to_gray"]
+
+_RANGE_TOL = 1e-6
+_LOADER_HINT = "composite the alpha channel first (dx.data.load_image does that)"
+
+
+def _describe(x: Any) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"torch tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if isinstance(x, np.ndarray):
+        return f"numpy array of shape {x.shape} and dtype {x.dtype}"
+    return f"object of type {type(x).__name__}"
+
+
+def _pil_to_numpy(img: Any, name: str) -> np.ndarray:
+    mode = getattr(img, "mode", None)
+    if mode in ("RGB", "L"):
+        return np.asarray(img)
+    if mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)
+    raise ValueError(
+        f"{name}: PIL image of mode {mode!r} is not accepted; expected mode 'RGB' or 'L'. "
+        f"Convert it with image.convert('RGB'), or {_LOADER_HINT}."
+    )
+
+
+def _numpy_to_torch(arr: np.ndarray, name: str) -> tuple[torch.Tensor, bool]:
+    """Channels-last numpy -> (channels-first float32 torch, whether the range must be checked)."""
+    if arr.dtype == np.bool_:
+        raise TypeError(f"{name}: boolean images are not accepted ({_describe(arr)}); "
+                        "pass uint8, uint16 or float in [0, 1].")
+    if arr.ndim == 2:
+        arr = arr[None, :, :, None]
+    elif arr.ndim == 3:
+        if arr.shape[-1] not in (1, 3, 4):
+            raise ValueError(
+                f"{name}: cannot interpret {_describe(arr)}: numpy images are channels-last, "
+                "(H, W, C) with C in {1, 3}; for a batch of gray images pass (B, H, W, 1)."
+            )
+        arr = arr[None]
+    elif arr.ndim == 4:
+        pass
+    else:
+        raise ValueError(
+            f"{name}: expected a numpy array of rank 2, 3 or 4 ((H, W), (H, W, C) or (B, H, W, C)), "
+            f"got {_describe(arr)}."
+        )
+    channels = arr.shape[-1]
+    if channels == 4:
+        raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(arr)}; {_LOADER_HINT}.")
+    if channels not in (1, 3):
+        raise ValueError(
+            f"{name}: numpy images are channels-last with C in {{1, 3}}, got C = {channels} in "
+            f"{_describe(arr)}."
+        )
+    check = False
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        t = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float32)) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        check = True
+    else:
+        raise TypeError(
+            f"{name}: unsupported dtype in {_describe(arr)}; pass uint8, uint16 or float in [0, 1]."
+        )
+    return t.permute(0, 3, 1, 2), check
+
+
+def _torch_to_bchw(t: torch.Tensor, name: str) -> torch.Tensor:
+    if t.ndim == 2:
+        t = t[None, None]
+    elif t.ndim == 3:
+        if t.shape[0] == 4 and t.shape[-1] not in (1, 3):
+            raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(t)}; {_LOADER_HINT}.")
+        if t.shape[0] not in (1, 3):
+            hint = ""
+            if t.shape[-1] in (1, 3, 4):
+                hint = " It looks channels-last: use tensor.permute(2, 0, 1)."
+            raise ValueError(
+                f"{name}: cannot interpret {_describe(t)}: torch images are channels-first, "
+                f"(C, H, W) with C in {{1, 3}}.{hint}"
+            )
+        t = t[None]
+    elif t.ndim == 4:
+        if t.shape[1] == 4 and t.shape[-1] not in (1, 3):
+            raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(t)}; {_LOADER_HINT}.")
+        if t.shape[1] not in (1, 3):
+            hint = ""
+            if t.shape[-1] in (1, 3, 4):
+                hint = " It looks channels-last: use tensor.permute(0, 3, 1, 2)."
+            raise ValueError(
+                f"{name}: cannot interpret {_describe(t)}: torch images are channels-first, "
+                f"(B, C, H, W) with C in {{1, 3}}.{hint}"
+            )
+    else:
+        raise ValueError(
+            f"{name}: expected a torch tensor of rank 2, 3 or 4 ((H, W), (C, H, W) or (B, C, H, W)), "
+            f"got {_describe(t)}."
+        )
+    return t
+
+
+def as_image_batch(images: Any, *, device: str | torch.device | None = None,
+                   name: str = "images") -> torch.Tensor:
+    """Convert any accepted image input to the library's convention.
+
+    Parameters
+    ----------
+    images : torch.Tensor, numpy.ndarray, PIL.Image.Image or list of them
+        torch tensors are channels-first ``(B, C, H, W)``, ``(C, H, W)`` or ``(H, W)``; numpy arrays
+        and PIL images are channels-last ``(B, H, W, C)``, ``(H, W, C)`` or ``(H, W)``. ``C`` is 1
+        (gray) or 3 (RGB). dtype ``uint8`` (0..255), ``uint16`` (0..65535) or floating point in
+        ``[0, 1]``. A list or tuple of single images of equal size is stacked into a batch.
+    device : str or torch.device, optional
+        Where the result lives; default: the input's device for a tensor, else the CPU.
+    name : str, optional
+        Name of the argument, used in error messages.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 3, H, W)`` float32 in ``[0, 1]``. For a floating point tensor input the autograd
+        graph is kept (gradients flow back to ``images``).
+
+    Raises
+    ------
+    TypeError
+        For unsupported types or dtypes (bool, signed integers, ...).
+    ValueError
+        For wrong ranks, channel counts (RGBA included), empty images, NaN or infinite values,
+        and floating point values outside ``[0, 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from defocus_xai._images import as_image_batch
+    >>> as_image_batch(np.zeros((32, 48, 3), np.uint8)).shape
+    torch.Size([1, 3, 32, 48])
+    """
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(f"{name}: got an empty {type(images).__name__}; expected images.")
+        parts = [as_image_batch(im, device=device, name=f"{name}[{i}]") for i, im in enumerate(images)]
+        shapes = {tuple(p.shape[-2:]) for p in parts}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"{name}: the images of a list must share one size, got sizes (H, W) {sorted(shapes)}; "
+                "resize them first."
+            )
+        devices = {p.device for p in parts}
+        if len(devices) > 1:
+            raise ValueError(f"{name}: the images of a list lie on different devices {devices}.")
+        return torch.cat(parts, 0)
+
+    if not isinstance(images, (torch.Tensor, np.ndarray)):
+        if hasattr(images, "mode") and hasattr(images, "size") and hasattr(images, "getbands"):
+            images = _pil_to_numpy(images, name)
+        else:
+            raise TypeError(
+                f"{name}: expected a torch.Tensor, numpy.ndarray or PIL image, got {_describe(images)}."
+            )
+
+    if isinstance(images, np.ndarray):
+        if images.size == 0:
+            raise ValueError(f"{name}: got an empty {_describe(images)}.")
+        t, needs_range_check = _numpy_to_torch(images, name)
+        original = _describe(images)
+    else:
+        t = images
+        original = _describe(t)
+        if t.numel() == 0:
+            raise ValueError(f"{name}: got an empty {original}.")
+        if t.dtype == torch.bool:
+            raise TypeError(f"{name}: boolean images are not accepted ({original}); "
+                            "pass uint8, uint16 or float in [0, 1].")
+        if t.is_complex():
+            raise TypeError(f"{name}: complex images are not accepted ({original}).")
+        t = _torch_to_bchw(t, name)
+        if t.dtype == torch.uint8:
+            t = t.to(torch.float32) / 255.0
+            needs_range_check = False
+        elif t.dtype == getattr(torch, "uint16", None):
+            t = t.to(torch.int32).to(torch.float32) / 65535.0
+            needs_range_check = False
+        elif t.is_floating_point():
+            t = t.to(torch.float32)
+            needs_range_check = True
+        else:
+            raise TypeError(
+                f"{name}: unsupported dtype in {original}; pass uint8, uint16 or float in [0, 1]."
+            )
+
+    if device is not None:
+        t = t.to(device)
+
+    if needs_range_check:
+        with torch.no_grad():
+            finite = torch.isfinite(t)
+            if not bool(finite.all()):
+                n_bad = int((~finite).sum())
+                raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
+            lo, hi = float(t.min()), float(t.max())
+        if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+            raise ValueError(
+                f"{name}: floating point images must lie in [0, 1], found values in [{lo:.6g}, {hi:.6g}] "
+                f"in {original}. Scale them to [0, 1] (e.g. (x + 1) / 2 for [-1, 1], x / 255 for "
+                "0..255), or pass uint8 images, which are divided by 255."
+            )
+        if lo < 0.0 or hi > 1.0:
+            t = t.clamp(0.0, 1.0)
+
+    if t.shape[-1] == 0 or t.shape[-2] == 0 or t.shape[0] == 0:
+        raise ValueError(f"{name}: got a zero-size image in {original}.")
+    if t.shape[1] == 1:
+        t = t.expand(-1, 3, -1, -1)
+    return t.contiguous()
+
+
+def to_gray(batch: torch.Tensor) -> torch.Tensor:
+    """Gray image used by the defocus estimator: the plain mean of R, G and B.
+
+    The mean (not a luma weighting) is what the reference method uses; blur is a property of the
+    optics and shows in any linear combination of the channels, so the choice only changes edge
+    contrast slightly.
+
+    Parameters
+    ----------
+    batch : torch.Tensor
+        ``(B, 3, H, W)`` in the library's convention (see :func:`as_image_batch`).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, H, W)``, same dtype and device, differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai._images import to_gray
+    >>> to_gray(torch.ones(2, 3, 8, 8)).shape
+    torch.Size([2, 1, 8, 8])
+    """
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"to_gray: expected a (B, 3, H, W) tensor, got shape {tuple(batch.shape)}.")
+    return batch.mean(dim=1, keepdim=True)
