@@ -225,6 +225,9 @@ def test_folder_layout(tmp_path):
     assert item["image"].shape == (3, 4, 5) and item["video_id"] == "" and item["index"] == 2
     assert torch.allclose(item["image"], torch.ones(3, 4, 5))
     assert ds[-1]["index"] == 3
+    assert ds[np.int64(1)]["index"] == 1 and ds[torch.tensor(2)]["index"] == 2
+    with pytest.raises(TypeError):
+        ds[1.0]
     with pytest.raises(IndexError):
         ds[4]
 

@@ -246,6 +246,8 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self._records)
+        if isinstance(index, torch.Tensor) and index.numel() == 1 and not index.is_floating_point():
+            index = int(index.item())
         if isinstance(index, (int, np.integer)) and not isinstance(index, bool):
             index = int(index)
             if index < 0:

@@ -176,7 +176,7 @@ class ThinLens:
         --------
         >>> cam = ThinLens(f=0.05, N=2.0, d_f=2.0, pixel_pitch=1e-4)
         >>> round(float(cam.sigma_px(4.0)), 3)
-        1.603
+        0.801
         """
         return SIGMA_PER_COC * self.coc(depth) / self.pixel_pitch
 
@@ -581,6 +581,10 @@ def _sample_scene(rng: np.random.Generator, size: int, camera: ThinLens | None) 
         phases = rng.uniform(0, 2 * np.pi, 4)
         kind = str(rng.choice(["photo", "photo", "gray_photo", "noise", "stripes", "checker", "blobs"]))
         reach = r * max(1.0, aspect) * (1.45 if shape == "rect" else 1.0) * (1 + amps.sum()) + 0.01
+        if where == "front":  # never cover the middle of the subject's face
+            keep = 0.5 * 0.68 * head_frac / 2 + reach
+            if abs(ox - cx) < keep:
+                ox = cx - keep if ox < cx else cx + keep
         box = cv.window(ox - reach, ox + reach, oy - reach, oy + reach)
         if box is None:
             continue
@@ -695,8 +699,8 @@ def _truth(scene: _Scene, sigmas: Sequence):
     return owner, depth, sigma
 
 
-def _postprocess(img: np.ndarray, rng_noise: np.random.Generator, z: np.ndarray, read: float, gain: float,
-                 jpeg_quality: int | None) -> np.ndarray:
+def _postprocess(img: np.ndarray, z: np.ndarray, read: float, gain: float, jpeg_quality: int | None) -> np.ndarray:
+    """Sensor noise ``sqrt(read^2 + gain * x) * z``, clip, 8-bit quantization, optional JPEG."""
     std = np.sqrt(read**2 + gain * img)
     x = np.clip(img + std * z, 0, 1)
     u8 = np.round(x.transpose(1, 2, 0) * 255).astype(np.uint8)
@@ -860,7 +864,7 @@ def render_scene(*, size: int = 128, family: str = "real", seed: int = 0, camera
         sig2 = [new[layer.group] if layer.group in new else s for layer, s in zip(scene.layers, lens_sigmas)]
         img = _render(scene, sig2)
         _, _, sigma = _truth(scene, sig2)
-    img = _postprocess(img, rp, z, read, gain, q)
+    img = _postprocess(img, z, read, gain, q)
 
     out = {
         "image": torch.from_numpy(img),
