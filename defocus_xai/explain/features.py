@@ -1,0 +1,377 @@
+"""Pooled penultimate features of a detector over a data set (the input of t-SNE / PCA embeddings).
+
+:func:`extract_features` runs a detector over a data set in batches, without gradients and in eval
+mode, and returns a :class:`FeatureSet`: one feature vector per sample (the globally pooled output of
+the backbone's last feature map, as the reference's t-SNE notebook takes from Xception's
+``forward_features``), with the sample's label, source id, family and the detector's probability of
+"fake". Pass ``FeatureSet.features`` to :func:`defocus_xai.analysis.embed` and
+:func:`defocus_xai.analysis.separability`.
+
+Examples
+--------
+>>> from defocus_xai.data.synth import DefocusSynth                       # doctest: +SKIP
+>>> from defocus_xai.detect.checkpoints import load_detector              # doctest: +SKIP
+>>> fs = extract_features(load_detector("bundled-defocus"), DefocusSynth(200, size=128))  # doctest: +SKIP
+>>> fs.features.shape, fs.labels[:4]                                     # doctest: +SKIP
+((200, 128), array([0, 1, 0, 1], dtype=int8))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attribute import unwrap
+
+__all__ = ["FeatureSet", "extract_features", "FEATURE_SPACES"]
+
+FEATURE_SPACES = ("defocus", "rgb", "fused")
+"""``space=`` values of :func:`extract_features`."""
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of a data set under one detector.
+
+    Attributes
+    ----------
+    features : numpy.ndarray, (N, D) float32
+        Pooled penultimate features, one row per sample, in data-set order.
+    labels : numpy.ndarray, (N,) int8
+        0 real, 1 fake; -1 where the data gave no label (a bare tensor of images).
+    source_ids : numpy.ndarray, (N,) unicode
+        Source identity (a fake and the real it was made from share one); ``""`` when unknown.
+    families : numpy.ndarray, (N,) unicode
+        Manipulation family (``"real"`` for reals in DefocusSynth); ``""`` when unknown.
+    scores : numpy.ndarray, (N,) float32
+        The detector's probability that the sample is fake (sigmoid of its logit).
+    space : str
+        Which features: ``"defocus"`` (the map branch), ``"rgb"`` or ``"fused"`` (two-branch).
+    detector : str
+        Class name (and ``identity["name"]`` when set) of the detector.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    source_ids: np.ndarray
+    families: np.ndarray
+    scores: np.ndarray
+    space: str
+    detector: str
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def to_dict(self) -> dict:
+        """Fields as plain Python values (arrays become lists)."""
+        return {f.name: (v.tolist() if isinstance(v := getattr(self, f.name), np.ndarray) else v)
+                for f in fields(self)}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays under the ``.npz`` store's key names (``features``, ``labels``, ``source_ids``,
+        ``families``, ``scores``), ready for ``numpy.savez``."""
+        return {"features": self.features, "labels": self.labels, "source_ids": self.source_ids,
+                "families": self.families, "scores": self.scores}
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _default_space(det: nn.Module) -> str:
+    from ..detect.models import DefocusDetector, RGBDetector, TwoBranchDetector
+
+    if isinstance(det, TwoBranchDetector):
+        return "fused"
+    if isinstance(det, DefocusDetector):
+        return "defocus"
+    if isinstance(det, RGBDetector):
+        return "rgb"
+    if hasattr(det, "forward_map") and hasattr(det, "map_from_images"):
+        return "defocus"
+    return "rgb"
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _as_images(x: Any, where: str) -> torch.Tensor:
+    from .._images import as_image_batch
+
+    return as_image_batch(x, name=where)
+
+
+def _str_list(values: Any, n: int) -> list[str]:
+    if values is None:
+        return [""] * n
+    if isinstance(values, str):
+        return [values] * n
+    vals = list(values)
+    if len(vals) != n:
+        raise ValueError(f"expected {n} values, got {len(vals)}")
+    return ["" if v is None else str(v) for v in vals]
+
+
+def _label_list(values: Any, n: int, where: str) -> list[int]:
+    if values is None:
+        return [-1] * n
+    if torch.is_tensor(values) or isinstance(values, np.ndarray):
+        vals = np.asarray(values.cpu() if torch.is_tensor(values) else values).reshape(-1).tolist()
+    elif isinstance(values, (int, np.integer)):
+        vals = [int(values)]
+    else:
+        vals = list(values)
+    if len(vals) != n:
+        raise ValueError(f"{where}: {len(vals)} labels for {n} images")
+    out = []
+    for v in vals:
+        v = int(v)
+        if v not in (-1, 0, 1):
+            raise ValueError(f"{where}: labels must be 0 (real), 1 (fake) or -1 (unknown), got {v}")
+        out.append(v)
+    return out
+
+
+def _batch_from_samples(items: list, where: str) -> dict:
+    """A list of samples (dicts with 'image', or (image, label) tuples, or image tensors) -> batch dict."""
+    images, labels, sources, families = [], [], [], []
+    for k, it in enumerate(items):
+        if isinstance(it, dict):
+            if "image" not in it:
+                raise ValueError(f"{where}, sample {k}: dict without an 'image' key (keys {sorted(it)})")
+            images.append(_as_images(it["image"], f"{where}, sample {k}"))
+            labels.append(it.get("label", -1))
+            sources.append(it.get("source_id"))
+            families.append(it.get("family"))
+        elif isinstance(it, (tuple, list)) and len(it) >= 2:
+            images.append(_as_images(it[0], f"{where}, sample {k}"))
+            labels.append(it[1])
+            sources.append(None)
+            families.append(None)
+        else:
+            images.append(_as_images(it, f"{where}, sample {k}"))
+            labels.append(-1)
+            sources.append(None)
+            families.append(None)
+    shapes = {tuple(t.shape[1:]) for t in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{where}: images of different sizes in one batch {sorted(shapes)}; resize them first")
+    labels = [-1 if v is None else int(v) for v in labels]
+    return {"image": torch.cat(images), "label": labels, "source_id": sources, "family": families}
+
+
+def _normalize_batch(batch: Any, where: str) -> dict:
+    """A collated batch (dict, (images, labels) tuple, or images) -> {'image': (B,3,H,W), ...}."""
+    if isinstance(batch, dict):
+        if "image" not in batch:
+            raise ValueError(f"{where}: batch dict without an 'image' key (keys {sorted(batch)})")
+        imgs = batch["image"]
+        if isinstance(imgs, (list, tuple)):
+            return _batch_from_samples([{"image": im} for im in imgs], where) | {
+                "label": batch.get("label"), "source_id": batch.get("source_id"), "family": batch.get("family")}
+        x = _as_images(imgs, where)
+        return {"image": x, "label": batch.get("label"), "source_id": batch.get("source_id"),
+                "family": batch.get("family")}
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and torch.is_tensor(batch[0]) and batch[0].ndim == 4:
+        return {"image": _as_images(batch[0], where), "label": batch[1], "source_id": None, "family": None}
+    if isinstance(batch, (list, tuple)):
+        return _batch_from_samples(list(batch), where)
+    return {"image": _as_images(batch, where), "label": None, "source_id": None, "family": None}
+
+
+def _iter_batches(data: Any, batch_size: int) -> tuple[Iterator[dict], int | None]:
+    """Yield normalized batches of at most ``batch_size`` samples (DataLoader batches as they come)."""
+    from torch.utils.data import DataLoader
+
+    if torch.is_tensor(data) or isinstance(data, np.ndarray):
+        x = _as_images(data, "data")
+        n = x.shape[0]
+
+        def gen_tensor():
+            for s in range(0, n, batch_size):
+                yield {"image": x[s:s + batch_size], "label": None, "source_id": None, "family": None}
+
+        return gen_tensor(), n
+    if isinstance(data, DataLoader):
+        total = len(data.dataset) if hasattr(data.dataset, "__len__") else None
+
+        def gen_loader():
+            for k, b in enumerate(data):
+                yield _normalize_batch(b, f"data batch {k}")
+
+        return gen_loader(), total
+    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
+        n = len(data)
+
+        def gen_dataset():
+            for s in range(0, n, batch_size):
+                yield _batch_from_samples([data[i] for i in range(s, min(n, s + batch_size))],
+                                          f"data[{s}:{min(n, s + batch_size)}]")
+
+        return gen_dataset(), n
+    if isinstance(data, Iterable):
+
+        def gen_iter():
+            buf: list = []
+            for item in data:
+                buf.append(item)
+                if len(buf) == batch_size:
+                    yield _batch_from_samples(buf, "data")
+                    buf = []
+            if buf:
+                yield _batch_from_samples(buf, "data")
+
+        return gen_iter(), None
+    raise TypeError(f"data must be a Dataset, a DataLoader, an iterable of samples or a tensor of images "
+                    f"(B, 3, H, W), got {type(data).__name__}")
+
+
+def _features_and_logits(det: nn.Module, x: torch.Tensor, space: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, D) features and (B, K) logits of one batch of images on the model's device."""
+    from ..detect.models import TwoBranchDetector
+
+    if isinstance(det, TwoBranchDetector):
+        rgb, maps = det.prepare(x)
+        logits = det.forward_prepared(rgb, maps)
+        if space == "fused":
+            feats = det.fused_features(rgb, maps)
+        elif space == "defocus":
+            feats = det.defocus.features(maps=maps)
+        else:
+            feats = det.rgb.features(rgb)
+        return feats, logits
+    if space == "fused":
+        raise ValueError(f"space='fused' needs a TwoBranchDetector, got {type(det).__name__}")
+    if space == "defocus":
+        if not (hasattr(det, "map_from_images") and hasattr(det, "forward_map")):
+            raise ValueError(f"space='defocus' needs a detector with map_from_images/forward_map, got "
+                             f"{type(det).__name__}")
+        maps = det.map_from_images(x)  # the estimator runs once per batch
+        return det.features(maps=maps), det.forward_map(maps)
+    if not hasattr(det, "features"):
+        raise ValueError(f"{type(det).__name__} has no features() method")
+    return det.features(x), det(x)
+
+
+def _probability(logits: torch.Tensor) -> torch.Tensor:
+    logits = logits.reshape(logits.shape[0], -1).float()
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return torch.softmax(logits, dim=1)[:, 1]
+
+
+# --------------------------------------------------------------------------------------------- API
+
+
+def extract_features(detector: nn.Module, data: Any, *, space: str | None = None, batch_size: int = 64,
+                     device: Any = None, progress: bool = True) -> FeatureSet:
+    """Pooled penultimate features and scores of a detector over a data set, in batches.
+
+    Parameters
+    ----------
+    detector : nn.Module
+        A :class:`~defocus_xai.detect.models.DefocusDetector`, :class:`~defocus_xai.detect.models.RGBDetector`
+        or :class:`~defocus_xai.detect.models.TwoBranchDetector` (or a model with the same ``features`` /
+        ``forward_map`` interface). ``DataParallel`` / DDP wrappers are unwrapped. It runs in eval mode
+        without gradients; its train/eval modes are restored afterwards.
+    data : Dataset, DataLoader, iterable or tensor
+        * a map-style data set whose samples are dicts with ``image`` (3, H, W) float in ``[0, 1]`` (or
+          uint8), ``label`` (0 real, 1 fake) and optionally ``source_id`` and ``family`` (the library's
+          data sets), or ``(image, label)`` tuples;
+        * a ``DataLoader`` over such a data set (its batches are used as they come: collated dicts or
+          ``(images, labels)`` tuples);
+        * images ``(N, 3, H, W)`` (torch, channels first, float in ``[0, 1]`` or uint8) or ``(N, H, W, 3)``
+          (numpy, channels last): no labels, so ``labels`` are -1.
+    space : {"defocus", "rgb", "fused"}, optional
+        Which features. Default: ``"defocus"`` for a DefocusDetector (features of its normalized map),
+        ``"rgb"`` for an RGBDetector, ``"fused"`` for a TwoBranchDetector (its ``"defocus"`` / ``"rgb"``
+        select one branch). Scores are always the whole detector's.
+    batch_size : int
+        Samples per forward pass (a DataLoader keeps its own batch size).
+    device : str or torch.device, optional
+        Run there; the detector is moved with ``.to(device)`` (in place, as ``export_attributions``
+        does). Default: the device the detector is on.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    FeatureSet
+        ``features`` (N, D) float32, ``labels`` (N,) int8, ``source_ids`` and ``families`` (N,) unicode,
+        ``scores`` (N,) float32 probability of fake, in data-set order.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai.detect.models import RGBDetector
+    >>> fs = extract_features(RGBDetector("small-cnn", widths=(4, 8)), torch.rand(5, 3, 32, 32),
+    ...                       batch_size=2, progress=False)
+    >>> fs.features.shape, fs.labels.tolist(), fs.space
+    ((5, 8), [-1, -1, -1, -1, -1], 'rgb')
+    """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    det = unwrap(detector)
+    if not isinstance(det, nn.Module):
+        raise TypeError(f"detector must be a torch.nn.Module, got {type(detector).__name__}")
+    space = _default_space(det) if space is None else space
+    if space not in FEATURE_SPACES:
+        raise ValueError(f"space must be one of {FEATURE_SPACES} or None, got {space!r}")
+    if device is not None:
+        det.to(torch.device(device))
+    dev = _device_of(det)
+    batches, total = _iter_batches(data, int(batch_size))
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="features", unit="img")
+    else:
+        bar = None
+    feats, labels, sources, families, scores = [], [], [], [], []
+    modes = {m: m.training for m in det.modules()}
+    det.eval()
+    try:
+        with torch.no_grad():
+            for k, b in enumerate(batches):
+                x = b["image"].to(dev)
+                n = x.shape[0]
+                if n == 0:
+                    continue
+                f, logits = _features_and_logits(det, x, space)
+                if f.ndim != 2 or f.shape[0] != n:
+                    f = f.reshape(n, -1)
+                if not torch.isfinite(f).all():
+                    raise ValueError(f"batch {k}: the detector returned non-finite features")
+                feats.append(f.float().cpu().numpy())
+                scores.append(_probability(logits).cpu().numpy().astype(np.float32))
+                labels += _label_list(b["label"], n, f"batch {k}")
+                sources += _str_list(b["source_id"], n)
+                families += _str_list(b["family"], n)
+                if bar is not None:
+                    bar.update(n)
+    finally:
+        for m, t in modes.items():
+            m.training = t
+        if bar is not None:
+            bar.close()
+    if not feats:
+        raise ValueError("extract_features: the data set is empty")
+    name = (getattr(det, "identity", None) or {}).get("name")
+    return FeatureSet(
+        features=np.ascontiguousarray(np.concatenate(feats), dtype=np.float32),
+        labels=np.asarray(labels, dtype=np.int8),
+        source_ids=np.asarray(sources, dtype=str),
+        families=np.asarray(families, dtype=str),
+        scores=np.concatenate(scores).astype(np.float32),
+        space=space,
+        detector=type(det).__name__ + (f" ({name})" if name else ""),
+    )
+

@@ -1,0 +1,190 @@
+"""attribute(): shapes, determinism, batch independence, agreement with shap's reference loop."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from defocus_xai.explain.attribute import METHODS, attribute, sample_seed
+from tests._toy_models import ToyMapDetector, body_with, tiny_defocus_detector, tiny_rgb_detector
+
+torch.set_num_threads(1)
+S = 16
+
+
+@pytest.fixture(scope="module")
+def det():
+    return tiny_defocus_detector(S)
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(1)
+    maps = torch.rand(5, 1, S, S, generator=g)
+    bg = torch.rand(3, 1, S, S, generator=g)
+    return maps, bg
+
+
+def _kw(method):
+    if method == "occlusion":
+        return {"method_kwargs": {"sliding_window": 4, "strides": 4}}
+    return {"n_samples": 8} if method in ("shap_gradient", "gradient_shap", "integrated_gradients") else {}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_shape_determinism_and_batch_independence(det, data, method):
+    maps, bg = data
+    a = attribute(det, maps, method=method, background=bg, seed=3, batch_size=5, **_kw(method))
+    assert a.shape == maps.shape and a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert float(a.abs().sum()) > 0
+    b = attribute(det, maps, method=method, background=bg, seed=3, batch_size=5, **_kw(method))
+    assert torch.equal(a, b)
+    c = attribute(det, maps, method=method, background=bg, seed=3, batch_size=2, eval_batch_size=7,
+                  **_kw(method))
+    torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["shap_gradient", "gradient_shap"])
+def test_draws_depend_on_sample_index_not_on_batch(det, data, method):
+    maps, bg = data
+    full = attribute(det, maps, method=method, background=bg, seed=7, n_samples=10)
+    one = attribute(det, maps[3:4], method=method, background=bg, seed=7, n_samples=10, sample_indices=[3])
+    torch.testing.assert_close(one[0], full[3], rtol=1e-5, atol=1e-7)
+    other_seed = attribute(det, maps[3:4], method=method, background=bg, seed=8, n_samples=10, sample_indices=[3])
+    assert not torch.equal(other_seed, one)
+
+
+def test_shap_gradient_equals_reference_per_image_loop(det, data):
+    """The reference way: shap.GradientExplainer called on one image at a time."""
+    import shap
+
+    from defocus_xai.explain.attribute import _Explained
+
+    maps, bg = data
+    ours = attribute(det, maps, method="shap_gradient", background=bg, n_samples=20, seed=11, batch_size=3)
+    state = np.random.get_state()
+    explainer = shap.GradientExplainer(_Explained(det, "defocus", None), bg)
+    ref = [explainer.shap_values(maps[i:i + 1], nsamples=20, rseed=sample_seed(11, i)) for i in range(len(maps))]
+    np.random.set_state(state)
+    ref = torch.from_numpy(np.concatenate(ref).reshape(maps.shape).astype(np.float32))
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_expected_gradients_engines_agree_in_expectation(det, data):
+    """shap (engine shap), captum engine and captum GradientShap estimate one expectation: with a single
+    baseline it is the integrated-gradients integral."""
+    maps, _ = data
+    x, base = maps[:1], torch.zeros(1, 1, S, S)
+    ig = attribute(det, x, method="integrated_gradients", background=base, n_samples=64)
+    n = 600
+    runs = {
+        "shap": attribute(det, x, method="shap_gradient", background=base, n_samples=n, seed=1),
+        "captum_engine": attribute(det, x, method="shap_gradient", engine="captum", background=base,
+                                   n_samples=n, seed=2),
+        "gradient_shap": attribute(det, x, method="gradient_shap", background=base, n_samples=n, seed=3),
+    }
+    for name, a in runs.items():
+        rel = float((a - ig).norm() / ig.norm())
+        assert rel < 0.15, (name, rel)
+    # completeness in expectation: sum of attributions = f(x) - f(baseline)
+    with torch.no_grad():
+        gap = float(det.forward_map(x) - det.forward_map(base))
+    for name, a in runs.items():
+        assert abs(float(a.sum()) - gap) < 0.1 * abs(gap) + 1e-3, name
+
+
+def test_integrated_gradients_convergence_delta(det, data):
+    maps, bg = data
+    a, meta = attribute(det, maps, method="integrated_gradients", background=bg, n_samples=64, return_meta=True)
+    with torch.no_grad():
+        gap = (det.forward_map(maps) - det.forward_map(bg.mean(0, keepdim=True))).abs().max()
+    assert meta["max_abs_convergence_delta"] < 0.05 * float(gap) + 1e-5
+    assert meta["engine"] == "captum" and meta["params"]["n_steps"] == 64
+
+
+def test_meta_names_engine_and_background(det, data):
+    maps, bg = data
+    _, meta = attribute(det, maps[:1], method="shap_gradient", background=bg, n_samples=4, return_meta=True)
+    assert meta["engine"] == "shap" and meta["seed"] == 0 and meta["n_samples"] == 4
+    assert meta["background"].startswith("3 maps") and "sha1" in meta["background"]
+    _, meta = attribute(det, maps[:1], method="shap_gradient", engine="captum", n_samples=4, return_meta=True)
+    assert meta["engine"] == "captum" and meta["background"].startswith("zeros")
+
+
+def test_images_are_turned_into_maps(det):
+    imgs = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(0))
+    a = attribute(det, imgs, method="saliency")
+    with torch.no_grad():
+        maps = det.map_from_images(imgs)
+    torch.testing.assert_close(a, attribute(det, maps, method="saliency"))
+
+
+def test_rgb_space_keeps_three_channels(det):
+    imgs = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(0))
+    rgb = tiny_rgb_detector()
+    a = attribute(rgb, imgs, method="shap_gradient", space="rgb", n_samples=6)
+    assert a.shape == (2, 3, S, S)
+    s = attribute(rgb, imgs, method="saliency", space="rgb", method_kwargs={"abs": False})
+    assert s.shape == (2, 3, S, S) and not torch.allclose(s[:, 0], s[:, 1])
+    # through the estimator of a DefocusDetector: gradients reach the image
+    d = attribute(det, imgs, method="input_x_gradient", space="rgb")
+    assert d.shape == (2, 3, S, S) and float(d.abs().sum()) > 0
+
+
+def test_global_rng_untouched(det, data):
+    maps, bg = data
+    np.random.seed(123)
+    torch.manual_seed(123)
+    np_state, t_state = np.random.get_state(), torch.get_rng_state()
+    for method in ("shap_gradient", "gradient_shap"):
+        attribute(det, maps[:2], method=method, background=bg, n_samples=5)
+    attribute(det, maps[:2], method="shap_gradient", engine="captum", background=bg, n_samples=5)
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:]
+    assert torch.equal(torch.get_rng_state(), t_state)
+
+
+def test_dataparallel_unwrapped_and_mode_restored(det, data):
+    maps, bg = data
+    dp = nn.DataParallel(det)
+    det.train()
+    try:
+        a = attribute(dp, maps[:2], method="shap_gradient", background=bg, n_samples=5)
+        assert det.training  # restored
+    finally:
+        det.eval()
+    torch.testing.assert_close(a, attribute(det, maps[:2], method="shap_gradient", background=bg, n_samples=5))
+
+
+@pytest.mark.parametrize("method", ["deeplift", "shap_deep"])
+def test_unsupported_layer_named(method):
+    toy = ToyMapDetector(body_with(nn.SiLU()))
+    with pytest.raises(ValueError, match=rf"method='{method}'.*'body.1'.*SiLU"):
+        attribute(toy, torch.rand(2, 1, 8, 8), method=method)
+    toy = ToyMapDetector(body_with(nn.ReLU(inplace=True)))
+    with pytest.raises(ValueError, match=rf"method='{method}'.*'body.1'.*inplace"):
+        attribute(toy, torch.rand(2, 1, 8, 8), method=method)
+
+
+def test_bad_arguments(det, data):
+    maps, _ = data
+    with pytest.raises(ValueError, match="unknown method"):
+        attribute(det, maps, method="lime")
+    with pytest.raises(ValueError, match="unknown space"):
+        attribute(det, maps, space="depth")
+    with pytest.raises(ValueError, match="rgb"):
+        attribute(det, maps, space="rgb", method="saliency")
+    with pytest.raises(ValueError, match="background"):
+        attribute(det, maps, background=torch.zeros(2, 1, S + 1, S + 1), method="saliency")
+    with pytest.raises(ValueError, match="sample_indices"):
+        attribute(det, maps, sample_indices=[0], method="saliency")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(data):
+    maps, bg = data
+    det = tiny_defocus_detector(S)
+    a = attribute(det, maps, method="shap_gradient", background=bg, n_samples=8)
+    b = attribute(det.cuda(), maps.cuda(), method="shap_gradient", background=bg.cuda(), n_samples=8)
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)

@@ -1,0 +1,179 @@
+"""export_attributions: round trip, resume after a real kill, sharding, merge, torchrun."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from defocus_xai.explain import export_attributions, load_attributions, merge_exports, read_index
+from tests._toy_models import ToyData, export_script, tiny_defocus_detector, tiny_rgb_detector
+
+torch.set_num_threads(1)
+N = 8
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _export(out, n=N, **kw):
+    args = dict(methods=("shap_gradient", "saliency"), rgb_detector=tiny_rgb_detector(), background=2,
+                n_samples=6, seed=5, batch_size=2, chunk_size=2, progress=False)
+    args.update(kw)
+    return export_attributions(ToyData(n), tiny_defocus_detector(16), out, **args)
+
+
+def _assert_same(a, b, exact=True):
+    assert a.keys() == b.keys()
+    for k in a.keys():
+        x, y = a[k], b[k]
+        if exact or x.dtype.kind not in "f":
+            np.testing.assert_array_equal(x, y, err_msg=k)
+        else:
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    _export(out)
+    return load_attributions(out)
+
+
+def test_round_trip(reference):
+    s = reference
+    assert len(s) == N
+    assert s["dmaps"].shape == (N, 16, 16) and s["dmaps"].dtype == np.float32
+    assert s["defocus_shaps"].shape == (N, 16, 16)
+    assert s["rgb_shaps"].shape == (N, 3, 16, 16)
+    assert s["attr_defocus_saliency"].shape == (N, 16, 16)
+    np.testing.assert_array_equal(s["labels"], np.arange(N) % 2)
+    np.testing.assert_array_equal(s["sample_index"], np.arange(N))
+    assert s["paths"][3] == "toy/0003.png" and s["source_ids"][3] == "scene1"
+    assert s["gt_masks"].dtype == np.uint8 and s["gt_masks"][1].all() and not s["gt_masks"][0].any()
+    m = s.meta
+    assert m["schema_version"] == 1 and m["image_grid"] == {"height": 16, "width": 16}
+    a = m["attributions"]["defocus_shaps"]
+    assert a["engine"] == "shap" and a["n_samples"] == 6 and a["seed"] == 5
+    assert "data-set samples 0..1" in a["background"]
+    assert m["attributions"]["rgb_shaps"]["space"] == "rgb"
+    assert m["estimator"]["size"] == 16 and "fingerprint" in m["export"]
+    assert "arch" in m["detector"]
+    idx = read_index(s.source)
+    assert idx["complete"] and idx["num_samples"] == N and len(idx["shards"]) == N // 2
+    # plain arrays only
+    for f in Path(s.source).glob("shard-*.npz"):
+        with np.load(f, allow_pickle=False) as z:
+            assert all(z[k].dtype != object for k in z.files)
+
+
+def test_chunked_writer_bounds_files(tmp_path, reference):
+    out = _export(tmp_path / "c3", chunk_size=3, batch_size=3)
+    idx = read_index(out)
+    assert [e["n"] for e in idx["shards"]] == [3, 3, 2]
+    # values do not depend on the chunk or batch size
+    _assert_same(load_attributions(out), reference, exact=False)
+
+
+def test_resume_skips_done_and_redoes_missing(tmp_path, reference):
+    out = _export(tmp_path / "r")
+    files = sorted(out.glob("shard-*.npz"))
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    files[1].unlink()
+    (out / "index.json").unlink()
+    _export(out)
+    assert all(f.stat().st_mtime_ns == mtimes[f] for f in files if f != files[1])
+    _assert_same(load_attributions(out), reference)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    out = _export(tmp_path / "s", n=4)
+    with pytest.raises(ValueError, match="other settings"):
+        _export(out, n=4, seed=6)
+    _export(out, n=4, seed=6, resume=False)  # starts over
+    assert load_attributions(out).meta["attributions"]["defocus_shaps"]["seed"] == 6
+
+
+def test_resume_after_kill(tmp_path, reference):
+    """A real SIGKILL part-way; the rerun equals the uninterrupted run exactly."""
+    out = tmp_path / "killed"
+    # saliency only: the child process skips importing shap (seconds on a busy machine)
+    script = export_script(str(out), N, delay=0.25, methods=("saliency",))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=ENV, cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(out.glob("shard-*.npz")):
+            assert proc.poll() is None, "export finished or failed before it could be killed"
+            time.sleep(0.02)
+        assert list(out.glob("shard-*.npz")), "no shard file appeared"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    n_done = len(list(out.glob("shard-*.npz")))
+    assert 1 <= n_done < N // 2, n_done
+    assert not (out / "index.json").exists() or not read_index(out)["complete"]
+    # the partial store is readable (complete files only)
+    with pytest.warns(UserWarning, match="not complete"):
+        assert len(load_attributions(out)) == 2 * n_done
+    _export(out, methods=("saliency",))
+    assert not list(out.glob(".*.tmp"))
+    uninterrupted = _export(tmp_path / "whole", methods=("saliency",))
+    _assert_same(load_attributions(out), load_attributions(uninterrupted))
+
+
+def test_shards_and_merge(tmp_path, reference):
+    a = _export(tmp_path / "a", num_shards=2, shard_index=0)
+    b = _export(tmp_path / "b", num_shards=2, shard_index=1)
+    ia, ib = read_index(a), read_index(b)
+    assert ia["num_samples"] == ib["num_samples"] == N // 2 and not ia["complete"]
+    merged = merge_exports([a, b], tmp_path / "m")
+    assert read_index(merged)["complete"]
+    _assert_same(load_attributions(merged), reference, exact=False)
+    with pytest.raises(ValueError, match="overlap"):
+        merge_exports([a, tmp_path / "m"], tmp_path / "m2")
+
+
+def test_cli_export_and_merge(tmp_path):
+    from defocus_xai.cli import main
+    from defocus_xai.detect.checkpoints import save_detector
+
+    ckpt = tmp_path / "det.pt"
+    save_detector(tiny_defocus_detector(32), ckpt)
+    args = ["export", "--data", "synth:4:1", "--size", "32", "--detector", str(ckpt), "--methods", "saliency",
+            "--batch-size", "2", "--chunk-size", "2", "--device", "cpu", "--quiet"]
+    assert main(args + ["--out", str(tmp_path / "x0"), "--num-shards", "2", "--shard-index", "0"]) == 0
+    assert main(args + ["--out", str(tmp_path / "x1"), "--num-shards", "2", "--shard-index", "1"]) == 0
+    assert main(["merge", str(tmp_path / "x0"), str(tmp_path / "x1"), "--out", str(tmp_path / "xm"),
+                 "--quiet"]) == 0
+    s = load_attributions(tmp_path / "xm")
+    assert len(s) == 4 and s["paths"][2] == "synth:1:2" and "attr_defocus_saliency" in s
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_single(tmp_path, reference):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    if not Path(torchrun).exists():
+        pytest.skip("torchrun not found")
+    out = tmp_path / "dist"
+    script = tmp_path / "run_export.py"
+    script.write_text(export_script(str(out), N, delay=0.0))
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(script)], env=ENV, cwd=ROOT,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    idx = read_index(out)
+    assert idx["complete"] and {e["shard_index"] for e in idx["shards"]} == {0, 1}
+    _assert_same(load_attributions(out), reference, exact=False)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_export_on_cuda(tmp_path, reference):
+    out = _export(tmp_path / "gpu", device="cuda")
+    _assert_same(load_attributions(out), reference, exact=False)

@@ -1,0 +1,186 @@
+"""The .npz attribution store: round trip, validation, safety against pickles, legacy files."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from defocus_xai.explain.store import (
+    AttributionSet,
+    load_attributions,
+    read_index,
+    write_index,
+    write_shard,
+)
+
+
+def _arrays(n=4, h=8, w=8, seed=0, offset=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "dmaps": rng.random((n, h, w), dtype=np.float32),
+        "defocus_shaps": rng.standard_normal((n, h, w)).astype(np.float32),
+        "rgb_shaps": rng.standard_normal((n, 3, h, w)).astype(np.float32),
+        "labels": (np.arange(n) % 2).astype(np.int8),
+        "paths": np.array([f"img{offset + i}.png" for i in range(n)]),
+        "families": np.array(["real" if i % 2 == 0 else "splice" for i in range(n)]),
+        "sample_index": np.arange(offset, offset + n, dtype=np.int64),
+        "attr_defocus_saliency": rng.random((n, h, w), dtype=np.float32),
+    }
+
+
+def test_round_trip_single_file(tmp_path):
+    arrays = _arrays()
+    p = write_shard(tmp_path / "a.npz", arrays, meta={"hello": "world"})
+    # plain arrays only: loadable without pickle
+    with np.load(p, allow_pickle=False) as z:
+        assert set(z.files) == set(arrays) | {"meta"}
+        meta = json.loads(str(z["meta"]))
+    assert meta["hello"] == "world" and meta["schema_version"] == 1 and "library_version" in meta
+    s = load_attributions(p)
+    assert isinstance(s, AttributionSet) and len(s) == 4
+    assert set(s.keys()) == set(arrays)
+    for k, v in arrays.items():
+        np.testing.assert_array_equal(s[k], v)
+        assert s[k].dtype == v.dtype
+    assert s.meta["hello"] == "world"
+    assert s.shape("rgb_shaps") == (4, 3, 8, 8)
+    np.testing.assert_array_equal(s.real()["paths"], arrays["paths"][0::2])
+    np.testing.assert_array_equal(s.fake()["dmaps"], arrays["dmaps"][1::2])
+    assert len(s.subset(families="splice")) == 2
+
+
+def test_no_tmp_file_left(tmp_path):
+    write_shard(tmp_path / "a.npz", _arrays())
+    assert sorted(os.listdir(tmp_path)) == ["a.npz"]
+
+
+def test_sharded_directory_lazy(tmp_path):
+    a, b = _arrays(3, seed=1), _arrays(5, seed=2, offset=3)
+    write_shard(tmp_path / "s0.npz", a)
+    write_shard(tmp_path / "s1.npz", b)
+    write_index(tmp_path, [{"file": "s0.npz", "n": 3}, {"file": "s1.npz", "n": 5}], complete=True)
+    assert read_index(tmp_path)["num_samples"] == 8
+    s = load_attributions(tmp_path)
+    assert len(s) == 8 and s.num_shards == 2
+    np.testing.assert_array_equal(s["sample_index"], np.arange(8))
+    np.testing.assert_array_equal(s["dmaps"], np.concatenate([a["dmaps"], b["dmaps"]]))
+    fake = s.fake()
+    np.testing.assert_array_equal(fake["labels"], np.ones(len(fake), np.int8))
+    parts = list(s.iter_shards(["labels"]))
+    assert [len(p["labels"]) for p in parts] == [3, 5]
+
+
+def test_incomplete_index_warns(tmp_path):
+    write_shard(tmp_path / "s0.npz", _arrays(2))
+    write_index(tmp_path, [{"file": "s0.npz", "n": 2}], complete=False)
+    with pytest.warns(UserWarning, match="not complete"):
+        assert len(load_attributions(tmp_path)) == 2
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("bogus", np.zeros(4, np.float32), "unknown key 'bogus'"),
+        ("dmaps", np.zeros((4, 8), np.float32), "'dmaps' has shape"),
+        ("labels", np.zeros(4, np.float32), "'labels' has dtype"),
+        ("paths", np.zeros(4, np.int64), "'paths' has dtype"),
+        ("rgb_shaps", np.zeros((4, 2, 8, 8), np.float32), "rgb_shaps"),
+        ("scores", np.zeros(5, np.float32), "number of samples"),
+        ("defocus_shaps", np.zeros((4, 9, 9), np.float32), "disagree on"),
+    ],
+)
+def test_write_rejects_bad_arrays(tmp_path, key, value, match):
+    arrays = _arrays()
+    arrays[key] = value
+    with pytest.raises(ValueError, match=match):
+        write_shard(tmp_path / "bad.npz", arrays)
+    assert not os.listdir(tmp_path)
+
+
+def test_read_rejects_bad_file_naming_file_and_key(tmp_path):
+    p = tmp_path / "bad.npz"
+    np.savez(p, labels=np.zeros(3, np.int8), dmaps=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"bad\.npz.*'dmaps'"):
+        load_attributions(p)
+
+
+class _Evil:
+    """Unpickling this object creates a file (stands for arbitrary code)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_malicious_object_array_refused_and_not_executed(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    p = tmp_path / "evil.npz"
+    evil = np.empty(2, dtype=object)
+    evil[0], evil[1] = _Evil(str(marker)), _Evil(str(marker))
+    np.savez(p, dmaps=evil, labels=np.zeros(2, np.int8), meta=np.array("{}"))
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="unpickling runs code"):
+        load_attributions(p)
+    with pytest.raises(ValueError, match="unpickling runs code"):
+        load_attributions((p, p))
+    assert not marker.exists()
+
+
+def _reference_pair(tmp_path, n_real=3, n_fake=2, hw=6):
+    """Files laid out like the reference notebooks' output: object arrays of per-sample arrays."""
+    rng = np.random.default_rng(0)
+
+    def obj(items):
+        a = np.empty(len(items), dtype=object)
+        for i, it in enumerate(items):
+            a[i] = it
+        return a
+
+    def one(n):
+        dm = [rng.random((hw, hw)).astype(np.float32) for _ in range(n)]
+        ds = [rng.standard_normal((1, 1, hw, hw, 1)) for _ in range(n)]  # shap output of one image
+        rs = [rng.standard_normal((hw, hw)) for _ in range(n)]  # channel 0 only
+        return dm, ds, rs
+
+    real, fake = tmp_path / "shap_data_real.npz", tmp_path / "shap_data_fake_Deepfakes.npz"
+    r, f = one(n_real), one(n_fake)
+    np.savez(real, dmaps=obj(r[0]), defocus_shaps=obj(r[1]), rgb_shaps=obj(r[2]))
+    np.savez(fake, dmaps=obj(f[0]), defocus_shaps=obj(f[1]), rgb_shaps=obj(f[2]))
+    return real, fake, r, f
+
+
+def test_legacy_pair_needs_opt_in(tmp_path):
+    real, fake, _, _ = _reference_pair(tmp_path)
+    with pytest.raises(ValueError, match="allow_legacy_pickle=True"):
+        load_attributions((real, fake))
+
+
+def test_legacy_pair_opt_in(tmp_path):
+    real, fake, r, f = _reference_pair(tmp_path)
+    s = load_attributions((real, fake), allow_legacy_pickle=True)
+    assert len(s) == 5
+    np.testing.assert_array_equal(s["labels"], np.array([0, 0, 0, 1, 1], np.int8))
+    assert s["dmaps"].dtype == np.float32 and s["dmaps"].shape == (5, 6, 6)
+    np.testing.assert_allclose(s["dmaps"][3], f[0][0])
+    assert s["defocus_shaps"].shape == (5, 6, 6)
+    np.testing.assert_allclose(s["defocus_shaps"][0], r[1][0][0, 0, :, :, 0], rtol=1e-6)
+    assert s["rgb_shaps"].shape == (5, 6, 6)  # the reference's channel 0
+    assert s.fake()["families"].tolist() == ["Deepfakes", "Deepfakes"]
+    assert s.meta.get("legacy") is True
+
+
+def test_legacy_single_file_needs_pair(tmp_path):
+    real, _, _, _ = _reference_pair(tmp_path)
+    with pytest.raises(ValueError, match="pair"):
+        load_attributions(real, allow_legacy_pickle=True)
+
+
+def test_missing_index_and_missing_shard(tmp_path):
+    with pytest.raises(ValueError, match="no index"):
+        load_attributions(tmp_path)
+    write_index(tmp_path, [{"file": "gone.npz", "n": 1}], complete=True)
+    with pytest.raises(ValueError, match="gone.npz"):
+        load_attributions(tmp_path)
