@@ -3,16 +3,22 @@
 Typical use::
 
     import defocus_xai as dx
-    result = dx.estimate_defocus(images)        # sigma maps in pixels, (B, 1, H, W)
+    result = dx.estimate_defocus(images)                 # sigma maps in pixels, (B, 1, H, W)
+    detector = dx.load_detector("bundled-defocus")       # weights shipped in the package
+    shaps = dx.attribute(detector, result.dense)         # Shapley values on the defocus map
+    fig = dx.plot.defocus_triptych(images[0], result.sparse[0], result.dense[0])
 
-Every public name of the subpackages is re-exported here; see ``docs/`` for the guide.
+Every public name of the subpackages ``defocus``, ``data``, ``detect``, ``explain`` and ``analysis``
+is re-exported here; figures live in :mod:`defocus_xai.plot` (``dx.plot``). See ``docs/`` for the guide.
 """
 
 from ._version import __version__
-from . import analysis, data, defocus
+from . import analysis, data, defocus, detect, explain, plot
 from .analysis import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .defocus import *  # noqa: F401,F403
+from .detect import *  # noqa: F401,F403
+from .explain import *  # noqa: F401,F403
 
-__all__ = ["__version__", "analysis", "data", "defocus",
-           *defocus.__all__, *data.__all__, *analysis.__all__]
+__all__ = ["__version__", "analysis", "data", "defocus", "detect", "explain", "plot",
+           *defocus.__all__, *data.__all__, *detect.__all__, *explain.__all__, *analysis.__all__]

@@ -8,6 +8,7 @@ exit code.
 import argparse
 import importlib
 import pkgutil
+import sys
 
 from .._version import __version__
 
@@ -35,6 +36,12 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError, KeyError) as err:
+        # Bad input (a missing file, an unreadable image, a malformed checkpoint or store): one clear
+        # line naming the problem instead of a traceback. Programming errors still raise.
+        print(f"defocus-xai {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 

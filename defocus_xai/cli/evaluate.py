@@ -54,7 +54,7 @@ def run(args) -> int:
     import pandas as pd
 
     from ..detect import load_detector
-    from ..detect.data_spec import dataset_from_spec
+    from ..data.spec import dataset_from_spec
     from ..detect.train import evaluate_detector
     from .train import _clean
 

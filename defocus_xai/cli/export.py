@@ -28,8 +28,8 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True,
-                   help="synth[:N[:SEED]] | folder:PATH | ff++:PATH[:SPLIT] | cifake:PATH")
-    p.add_argument("--size", type=int, default=None, help="image size (synth: render size, default 128)")
+                   help="synth[:N[:SEED]] | folder:PATH | ff++:PATH[:SPLIT] | cifake:PATH[:SPLIT]")
+    p.add_argument("--size", type=int, default=None, help="image size the data set delivers (default: the detector's input size)")
     p.add_argument("--detector", default="bundled-defocus", help="bundled-defocus or a checkpoint path")
     p.add_argument("--rgb-detector", default=None, help="bundled-rgb or a checkpoint path (rgb_shaps)")
     p.add_argument("--methods", nargs="+", default=["shap_gradient"], choices=_METHODS, metavar="METHOD",
@@ -64,15 +64,20 @@ def run(args) -> int:
     """Run the export described by the parsed ``args``."""
     import torch
 
-    from ..explain._dataspec import parse_data_spec
+    from ..data.spec import dataset_from_spec
     from ..explain.export import export_attributions
     from ..explain.store import read_index
 
     device = args.device
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    data = parse_data_spec(args.data, size=args.size)
+    from .evaluate import _detector_size
+
     det = _load(args.detector, device)
+    try:
+        data = dataset_from_spec(args.data, size=args.size or _detector_size(det), role="test")
+    except ValueError as err:
+        raise SystemExit(f"defocus-xai export: --data {args.data!r}: {err}") from None
     rgb = _load(args.rgb_detector, device)
     out = export_attributions(
         data, det, args.out, methods=tuple(args.methods), rgb_detector=rgb, background=args.background,

@@ -86,7 +86,7 @@ def run(args) -> int:
 
     import torch
 
-    from ..detect.data_spec import dataset_from_spec, parse_data_spec
+    from ..data.spec import dataset_from_spec, parse_data_spec
     from ..detect.train import train_detector
 
     torch.manual_seed(args.seed)

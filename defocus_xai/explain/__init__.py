@@ -3,7 +3,10 @@
 * :func:`attribute` -- one entry point over shap and captum methods, on the defocus map or the image;
 * :func:`export_attributions` -- stream a data set to sharded, resumable, distributed ``.npz`` files;
 * :func:`load_attributions` / :class:`AttributionSet` -- read a store lazily (also the reference's files);
-* :func:`merge_exports` -- join the shard directories of several machines.
+* :func:`merge_exports` -- join the shard directories of several machines;
+* :func:`extract_features` -- pooled penultimate features of a detector, for t-SNE / PCA;
+* :func:`randomization_test` -- the model-parameter randomization sanity check;
+* :func:`deletion_insertion` -- deletion / insertion faithfulness curves on the defocus map.
 
 Examples
 --------
@@ -14,6 +17,9 @@ Examples
 """
 
 from .attribute import DEFAULT_N_SAMPLES, ENGINES, METHODS, SPACES, attribute, sample_seed
+from .faithfulness import CurveSet, FaithfulnessResult, deletion_insertion, make_baseline, trapezoid_auc
+from .features import FEATURE_SPACES, FeatureSet, extract_features
+from .sanity import randomizable_layers, randomization_test, rank_correlation, reinitialize_
 from .export import attribution_key, export_attributions, merge_exports, shard_range
 from .store import (
     INDEX_NAME,
@@ -45,4 +51,16 @@ __all__ = [
     "validate_arrays",
     "SCHEMA_VERSION",
     "INDEX_NAME",
+    "extract_features",
+    "FeatureSet",
+    "FEATURE_SPACES",
+    "randomization_test",
+    "randomizable_layers",
+    "reinitialize_",
+    "rank_correlation",
+    "deletion_insertion",
+    "FaithfulnessResult",
+    "CurveSet",
+    "make_baseline",
+    "trapezoid_auc",
 ]

@@ -7,6 +7,8 @@ Examples
 ('synth', {'n': 500, 'seed': 3})
 >>> parse_data_spec("folder:/data/mine")
 ('folder', {'path': '/data/mine'})
+>>> parse_data_spec("ff++:/data/FF++:test")
+('ff++', {'path': '/data/FF++', 'split': 'test'})
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ SYNTH_DEFAULT_SEED = {"train": 0, "val": 2, "test": 1}
 SYNTH_DEFAULT_N = {"train": 4000, "val": 500, "test": 2000}
 DATA_SPEC_HELP = (
     "synth[:N[:SEED]] (the built-in DefocusSynth benchmark; default seeds: train 0, val 2, evaluate 1), "
-    "folder:PATH (PATH/real/**, PATH/fake/**), ff++:PATH (FaceForensics++ root; split train / val / test "
-    "by role or --split), cifake:PATH (CIFAKE root; train or test split)"
+    "folder:PATH (PATH/real/**, PATH/fake/**), ff++:PATH[:SPLIT] (FaceForensics++ root; split train / val / "
+    "test by role, --split or the suffix), cifake:PATH[:SPLIT] (CIFAKE root; train or test split)"
 )
 _KINDS = ("synth", "folder", "ff++", "cifake")
+_SPLITS = ("train", "val", "test")
 
 
 def parse_data_spec(spec: str) -> tuple[str, dict]:
@@ -49,6 +52,9 @@ def parse_data_spec(spec: str) -> tuple[str, dict]:
         return kind, out
     if not rest:
         raise ValueError(f"{kind} needs a path: {kind}:PATH")
+    head, sep, tail = rest.rpartition(":")
+    if kind != "folder" and sep and head and tail in _SPLITS:
+        return kind, {"path": head, "split": tail}
     return kind, {"path": rest}
 
 
@@ -70,6 +76,7 @@ def dataset_from_spec(spec: str, *, size: int = 128, role: str = "train", split:
         Unreadable image files: raise (default) or skip and report (folder data sets).
     """
     kind, args = parse_data_spec(spec)
+    split = split or args.get("split")
     if role not in SYNTH_DEFAULT_SEED:
         raise ValueError(f"role must be train, val or test, got {role!r}")
     if kind == "synth":
