@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attribute import unwrap
+from .._torch import module_device
 
 __all__ = ["FaithfulnessResult", "CurveSet", "deletion_insertion", "trapezoid_auc", "make_baseline"]
 
@@ -278,13 +279,6 @@ def _as_maps(x: Any, name: str) -> torch.Tensor:
     return x
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
 
 def _order(scores: np.ndarray) -> np.ndarray:
     """Per row, pixel indices sorted by decreasing score; ties by increasing index (stable)."""
@@ -427,7 +421,7 @@ def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, ste
     counts = torch.from_numpy(counts_np)
     # one ranking per sample; channels (if several) share the pixel's rank
     order = _order(a.sum(1).reshape(n, p).double().numpy())
-    device = _device_of(det)
+    device = module_device(det)
     per_pass = max(1, int(batch_size) // 2)
     modes = {m: m.training for m in det.modules()}
     det.eval()

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .attribute import unwrap
+from .._torch import module_device
 
 __all__ = ["FeatureSet", "extract_features", "FEATURE_SPACES"]
 
@@ -94,13 +95,6 @@ def _default_space(det: nn.Module) -> str:
         return "defocus"
     return "rgb"
 
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _as_images(x: Any, where: str) -> torch.Tensor:
@@ -327,7 +321,7 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
         raise ValueError(f"space must be one of {FEATURE_SPACES} or None, got {space!r}")
     if device is not None:
         det.to(torch.device(device))
-    dev = _device_of(det)
+    dev = module_device(det)
     batches, total = _iter_batches(data, int(batch_size))
     if progress:
         from tqdm.auto import tqdm

@@ -55,6 +55,7 @@ import torch
 from torch import nn
 
 from .attribute import attribute, unwrap
+from .._torch import module_device
 
 __all__ = ["randomization_test", "randomizable_layers", "reinitialize_", "rank_correlation"]
 
@@ -64,13 +65,6 @@ _RESERVED = ("method", "space", "seed", "inputs_are_maps", "return_meta")
 
 # ------------------------------------------------------------------------------------------ helpers
 
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _explained_forward(model: nn.Module, space: str):
@@ -136,7 +130,7 @@ def randomizable_layers(detector: nn.Module, probe: torch.Tensor, *, space: str 
     model.eval()
     try:
         with torch.no_grad():
-            _explained_forward(model, space)(probe.to(_device_of(model)))
+            _explained_forward(model, space)(probe.to(module_device(model)))
     finally:
         for h in handles:
             h.remove()
@@ -376,7 +370,7 @@ def randomization_test(detector: nn.Module, inputs: Any, *, method: str = "salie
     if not isinstance(original, nn.Module):
         raise TypeError(f"detector must be a torch.nn.Module, got {type(detector).__name__}")
     model = copy.deepcopy(original)
-    device = _device_of(model)
+    device = module_device(model)
     x = _prepare(model, inputs, space, device)
     if space == "defocus":
         kw["inputs_are_maps"] = True
