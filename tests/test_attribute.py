@@ -105,7 +105,8 @@ def test_integrated_gradients_convergence_delta(det, data):
 def test_meta_names_engine_and_background(det, data):
     maps, bg = data
     _, meta = attribute(det, maps[:1], method="shap_gradient", background=bg, n_samples=4, return_meta=True)
-    assert meta["engine"] == "shap" and meta["seed"] == 0 and meta["n_samples"] == 4
+    assert meta["engine"] == "batched" and meta["seed"] == 0 and meta["n_samples"] == 4
+    assert "fold_batchnorm" in meta["params"]["optimizations"] and meta["params"]["rows_per_pass"] == 64
     assert meta["background"].startswith("3 maps") and "sha1" in meta["background"]
     _, meta = attribute(det, maps[:1], method="shap_gradient", engine="captum", n_samples=4, return_meta=True)
     assert meta["engine"] == "captum" and meta["background"].startswith("zeros")
@@ -178,6 +179,118 @@ def test_bad_arguments(det, data):
         attribute(det, maps, background=torch.zeros(2, 1, S + 1, S + 1), method="saliency")
     with pytest.raises(ValueError, match="sample_indices"):
         attribute(det, maps, sample_indices=[0], method="saliency")
+
+
+# ------------------------------------------------------------------------- batched shap_gradient engine
+
+
+def _shap_loop(model, x, bg, n, seed, space="defocus", local_smoothing=0.0):
+    """The reference per-image loop, called directly on shap (global RNG states restored)."""
+    import shap
+
+    from defocus_xai.explain.attribute import _Explained
+
+    np_state, t_state = np.random.get_state(), torch.get_rng_state()
+    try:
+        ex = shap.GradientExplainer(_Explained(model, space, None), bg, local_smoothing=local_smoothing)
+        vals = []
+        for i in range(len(x)):
+            torch.manual_seed(sample_seed(seed, i))
+            vals.append(ex.shap_values(x[i:i + 1], nsamples=n, rseed=sample_seed(seed, i)))
+    finally:
+        np.random.set_state(np_state)
+        torch.set_rng_state(t_state)
+    return torch.from_numpy(np.concatenate(vals).reshape(x.shape).astype(np.float32))
+
+
+def test_shap_draws_are_shaps_stream():
+    from defocus_xai.explain.attribute import _shap_draws
+
+    state = np.random.get_state()
+    np.random.seed(1234)
+    want = [(np.random.choice(7), np.random.uniform()) for _ in range(30)]
+    np.random.set_state(state)
+    rows, ts = _shap_draws(1234, 30, 7)
+    assert [(int(r), float(t)) for r, t in zip(rows, ts)] == [(int(r), float(t)) for r, t in want]
+
+
+@pytest.mark.parametrize("local_smoothing", [0.0, 0.05])
+@pytest.mark.parametrize("optimize", [True, False])
+def test_batched_engine_equals_shap(det, data, local_smoothing, optimize):
+    maps, bg = data
+    kw = {"local_smoothing": local_smoothing, "optimize": optimize}
+    ours, meta = attribute(det, maps, method="shap_gradient", background=bg, n_samples=16, seed=4,
+                           method_kwargs=kw, return_meta=True)
+    assert meta["engine"] == "batched"
+    assert bool(meta["params"]["optimizations"]) is optimize
+    ref = _shap_loop(det, maps, bg, 16, 4, local_smoothing=local_smoothing)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
+    eng = attribute(det, maps, method="shap_gradient", engine="shap", background=bg, n_samples=16, seed=4,
+                    method_kwargs={"local_smoothing": local_smoothing})
+    torch.testing.assert_close(ours, eng, rtol=1e-5, atol=1e-7)
+
+
+def test_batched_engine_equals_shap_in_rgb_space():
+    imgs = torch.rand(3, 3, S, S, generator=torch.Generator().manual_seed(2))
+    bg = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(3))
+    rgb = tiny_rgb_detector()
+    ours = attribute(rgb, imgs, method="shap_gradient", space="rgb", background=bg, n_samples=12, seed=9)
+    torch.testing.assert_close(ours, _shap_loop(rgb, imgs, bg, 12, 9, space="rgb"), rtol=1e-5, atol=1e-7)
+
+
+def test_batched_engine_batch_and_pass_independent(det, data):
+    maps, bg = data
+    full = attribute(det, maps, method="shap_gradient", background=bg, n_samples=13, seed=2)
+    for eval_bs in (1, 5, 13, 40):  # passes that split samples, align with them, or span several
+        a = attribute(det, maps, method="shap_gradient", background=bg, n_samples=13, seed=2,
+                      eval_batch_size=eval_bs)
+        torch.testing.assert_close(a, full, rtol=1e-5, atol=1e-8)
+    for i in (0, 4):
+        one = attribute(det, maps[i:i + 1], method="shap_gradient", background=bg, n_samples=13, seed=2,
+                        sample_indices=[i])
+        torch.testing.assert_close(one[0], full[i], rtol=1e-5, atol=1e-8)
+    again = attribute(det, maps, method="shap_gradient", background=bg, n_samples=13, seed=2)
+    assert torch.equal(again, full)
+
+
+def test_batched_engine_memory_bounded_by_pass(det, data):
+    """At most eval_batch_size rows (and 64 on the CPU) go through the model at once, whatever B x n."""
+    maps, bg = data
+    for eval_bs, cap in ((10, 10), (256, 64)):
+        seen = []
+        h = det.backbone.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+        try:
+            _, meta = attribute(det, maps, method="shap_gradient", background=bg, n_samples=50,
+                                eval_batch_size=eval_bs, method_kwargs={"optimize": False}, return_meta=True)
+        finally:
+            h.remove()
+        assert max(seen) == cap and sum(seen) == len(maps) * 50, (eval_bs, seen)
+        assert meta["params"]["rows_per_pass"] == cap
+
+
+def test_batched_engine_follows_weight_changes(data):
+    """The cached fast copy is rebuilt when the detector's weights change in place."""
+    maps, bg = data
+    d = tiny_defocus_detector(S, seed=3)
+    a = attribute(d, maps[:2], method="shap_gradient", background=bg, n_samples=8)
+    with torch.no_grad():
+        for p in d.parameters():
+            p.mul_(-1.5)
+    b = attribute(d, maps[:2], method="shap_gradient", background=bg, n_samples=8)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(b, _shap_loop(d, maps[:2], bg, 8, 0), rtol=1e-5, atol=1e-7)
+    assert all(p.requires_grad for p in d.parameters())  # the user's model is not frozen
+
+
+def test_batched_engine_leaves_detector_untouched(data):
+    maps, bg = data
+    d = tiny_defocus_detector(S, seed=4)
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    kinds = [type(m) for m in d.modules()]
+    attribute(d, maps[:2], method="shap_gradient", background=bg, n_samples=4)
+    assert [type(m) for m in d.modules()] == kinds
+    for k, v in d.state_dict().items():
+        assert torch.equal(v, before[k]) and v.is_contiguous(), k
 
 
 @pytest.mark.cuda

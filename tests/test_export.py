@@ -59,7 +59,7 @@ def test_round_trip(reference):
     m = s.meta
     assert m["schema_version"] == 1 and m["image_grid"] == {"height": 16, "width": 16}
     a = m["attributions"]["defocus_shaps"]
-    assert a["engine"] == "shap" and a["n_samples"] == 6 and a["seed"] == 5
+    assert a["engine"] == "batched" and a["n_samples"] == 6 and a["seed"] == 5
     assert "data-set samples 0..1" in a["background"]
     assert m["attributions"]["rgb_shaps"]["space"] == "rgb"
     assert m["estimator"]["size"] == 16 and "fingerprint" in m["export"]

@@ -34,8 +34,9 @@ def register(subparsers) -> None:
     p.add_argument("--rgb-detector", default=None, help="bundled-rgb or a checkpoint path (rgb_shaps)")
     p.add_argument("--methods", nargs="+", default=["shap_gradient"], choices=_METHODS, metavar="METHOD",
                    help=f"attribution methods (default shap_gradient; any of {', '.join(_METHODS)})")
-    p.add_argument("--engine", choices=("shap", "captum"), default=None,
-                   help="engine of shap_gradient (default shap)")
+    p.add_argument("--engine", choices=("batched", "shap", "captum"), default=None,
+                   help="engine of shap_gradient: batched (default; shap's estimator and draws, vectorized), "
+                        "shap (shap.GradientExplainer per image) or captum")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--chunk-size", type=int, default=256, help="samples per shard file")

@@ -442,7 +442,8 @@ def export_attributions(dataset_or_loader: Any, detector: nn.Module, out: str | 
         "methods": list(methods),
         "n_samples": n_samples,
         "seed": int(seed),
-        "engine": engine,
+        # the resolved engine of shap_gradient: a change of the default must not mix values in one store
+        "engine": (engine or "batched") if "shap_gradient" in methods else engine,
         "method_kwargs": method_kwargs or {},
         "background": describe_background(exp.bg_maps, "maps", (1,)) if exp.bg_maps is not None else "zeros",
         "detector": _identity(det),
