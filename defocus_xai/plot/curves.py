@@ -485,8 +485,19 @@ def randomization_plot(
     pos = {name: i for i, name in enumerate(order)}
     gcol = _group_column(df, group)
     groups = [(None, df)] if gcol is None else list(df.groupby(gcol, sort=False))
+    # long module paths ("backbone.features.22") crowd the axis: drop the prefix every layer shares
+    named = [n for n in order if n != "original"]
+    prefix = ""
+    if len(named) > 1:
+        parts = [n.split(".") for n in named]
+        k = 0
+        while all(len(p) > k + 1 for p in parts) and len({p[k] for p in parts}) == 1:
+            k += 1
+        prefix = ".".join(parts[0][:k]) + "." if k else ""
+    ticks = [n[len(prefix):] if prefix and n.startswith(prefix) else n for n in order]
     with S.house_style():
-        fig, ax = _single_ax(ax)
+        fig, ax = _single_ax(ax, width="double" if len(order) > 8 else "single",
+                             aspect=0.42 if len(order) > 8 else 0.72)
         ax.axhline(0.0, color="0.4", lw=0.6, ls="--", zorder=1)
         band_note = ""
         for i, (name, g) in enumerate(groups):
@@ -502,12 +513,13 @@ def randomization_plot(
                 ax.fill_between(st.index, st["mean"] - sd, st["mean"] + sd, color=c, alpha=0.18, lw=0)
                 band_note = " (band: +-1 sd over samples)"
         ax.set_ylim(-1.05, 1.05)
-        ax.set_xticks(range(len(order)), order, rotation=45 if len(order) > 3 else 0,
-                      ha="right" if len(order) > 3 else "center")
-        ax.set_xlabel("randomized up to layer (from the head down)")
-        ylab = {"spearman": "Spearman rank correlation", "spearman_abs": "Spearman correlation of |a|",
+        ax.set_xticks(range(len(order)), ticks, rotation=45 if len(order) > 3 else 0,
+                      ha="right" if len(order) > 3 else "center", rotation_mode="anchor")
+        ax.set_xlabel("randomized up to layer (from the head down)"
+                      + (f"; layer names without the prefix '{prefix}'" if prefix else ""))
+        ylab = {"spearman": "Spearman rank corr.", "spearman_abs": "Spearman corr. of |a|",
                 "ssim": "SSIM"}.get(metric, metric)
-        ax.set_ylabel(f"{ylab}\nwith original attribution")
+        ax.set_ylabel(f"{ylab}\nwith original")
         ax.grid(True, axis="y", lw=0.3, alpha=0.5)
         if gcol is not None:
             ax.legend(loc="best", title=band_note.strip(" ()") or None)

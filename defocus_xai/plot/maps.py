@@ -234,6 +234,7 @@ def mask_triptych(
         a2.set_xticks([])
         a2.set_yticks([])
         a2.set_title(f"|fake - real| > {threshold:g}: {n:,} px ({100.0 * n / m.size:.1f}%)")
+        a2.set_xlabel("black: pixel above threshold")
         S._image_off(a0)
         S._image_off(a1)
         S.add_colorbar(im, [a0, a1], _units_label(units))

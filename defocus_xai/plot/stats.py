@@ -225,7 +225,8 @@ def embedding_scatter(
     if sil is not None:
         parts.append(f"silhouette {float(sil):.2f}")
     if knn is not None:
-        parts.append(f"kNN accuracy {float(knn):.2f}")
+        chance = attr(separability, "chance_accuracy")
+        parts.append(f"kNN accuracy {float(knn):.2f}" + (f" (chance {float(chance):.2f})" if chance is not None else ""))
     with S.house_style():
         fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(width="single", aspect=0.9)
         ms = 6 if idx.size > 1000 else 10
