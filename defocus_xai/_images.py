@@ -17,6 +17,8 @@ caller's tensor.
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import numpy as np
@@ -223,11 +225,12 @@ def as_image_batch(images: Any, *, device: str | torch.device | None = None,
 
     if needs_range_check:
         with torch.no_grad():
-            finite = torch.isfinite(t)
-            if not bool(finite.all()):
-                n_bad = int((~finite).sum())
+            # One pass: min and max propagate NaN, and an infinity is an extremum.
+            lo_t, hi_t = torch.aminmax(t)
+            lo, hi = float(lo_t), float(hi_t)
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                n_bad = int((~torch.isfinite(t)).sum())
                 raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
-            lo, hi = float(t.min()), float(t.max())
         if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
             raise ValueError(
                 f"{name}: floating point images must lie in [0, 1], found values in [{lo:.6g}, {hi:.6g}] "

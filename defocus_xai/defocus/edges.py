@@ -66,34 +66,40 @@ def non_maximum_suppression(gx: torch.Tensor, gy: torch.Tensor, mag: torch.Tenso
     with torch.no_grad():
         if mag is None:
             mag = torch.sqrt(gx * gx + gy * gy)
-        B, _, H, W = mag.shape
-        Wp = W + 2
-        flat = F.pad(mag, (1, 1, 1, 1), value=0.0).reshape(-1)
-        # Flat index of every pixel in the zero-padded batch.
-        base = (torch.arange(B, device=mag.device).view(B, 1, 1, 1) * ((H + 2) * Wp)
-                + (torch.arange(H, device=mag.device).view(1, 1, H, 1) + 1) * Wp
-                + torch.arange(W, device=mag.device).view(1, 1, 1, W) + 1)
+        H, W = mag.shape[-2:]
+        pad = F.pad(mag, (1, 1, 1, 1), value=0.0)
+
+        def nb(dy: int, dx: int) -> torch.Tensor:     # neighbour at (y + dy, x + dx), a view
+            return pad[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+
         ax, ay = gx.abs(), gy.abs()
         horiz = ax >= ay
         t = torch.minimum(ax, ay) / torch.maximum(ax, ay).clamp_min(1e-30)
-        sx = torch.where(gx >= 0, 1, -1)
-        sy = torch.where(gy >= 0, 1, -1)
-        # Offsets of the forward neighbours along the gradient: main axis and diagonal; the
-        # backward neighbours are their mirror images.
-        main = torch.where(horiz, sx, sy * Wp)
-        diag = sy * Wp + sx
-        fwd = (1 - t) * flat.take(base + main) + t * flat.take(base + diag)
-        bwd = (1 - t) * flat.take(base - main) + t * flat.take(base - diag)
+        u = 1 - t
+        # The gradient (sx, sy) = (sign gx, sign gy) (0 counting as +) and its opposite share
+        # the same two interpolated neighbours with forward and backward swapped: compute them
+        # for the direction with sx = +1 ("a" forward, "b" backward) and swap where gx < 0.
+        flip = gx < 0
+        down = (gy >= 0) != flip                      # sy of that direction is +1
+        a = u * torch.where(horiz, nb(0, 1), torch.where(down, nb(1, 0), nb(-1, 0))) \
+            + t * torch.where(down, nb(1, 1), nb(-1, 1))
+        b = u * torch.where(horiz, nb(0, -1), torch.where(down, nb(-1, 0), nb(1, 0))) \
+            + t * torch.where(down, nb(-1, -1), nb(1, -1))
+        fwd = torch.where(flip, b, a)
+        bwd = torch.where(flip, a, b)
         return (mag > 0) & (mag >= fwd) & (mag > bwd)
 
 
 def hysteresis(strong: torch.Tensor, weak: torch.Tensor, max_iter: int = 10_000) -> torch.Tensor:
     """Keep the 8-connected components of ``weak`` that contain a ``strong`` pixel.
 
-    Components are labelled in parallel for the whole batch on the graph of weak pixels (edges
-    between 8-neighbours, never across images): every component root hooks onto the largest
-    neighbouring root, then pointer jumping compresses the trees, until nothing changes. The number
-    of rounds grows roughly with the logarithm of the component size, not with its length.
+    Strong pixels are kept; a weak pixel is kept when a chain of weak pixels joins it to a strong
+    one. Components are labelled in parallel for the whole batch on the graph of the weak-but-not-
+    strong pixels (edges between 8-neighbours, never across images), where all strong pixels
+    together form one extra node with the largest label: every component root hooks onto the
+    largest neighbouring root, then pointer jumping compresses the trees, until nothing changes.
+    The number of rounds grows roughly with the logarithm of the component size, not with its
+    length, and only the few weak-only pixels take part.
 
     Parameters
     ----------
@@ -117,33 +123,38 @@ def hysteresis(strong: torch.Tensor, weak: torch.Tensor, max_iter: int = 10_000)
     True
     """
     with torch.no_grad():
-        weak = weak | strong
+        strong = strong.to(torch.bool)
+        weak = weak.to(torch.bool) | strong
         B, _, H, W = weak.shape
         dev = weak.device
-        flat = weak.reshape(-1)
-        ids = flat.nonzero().squeeze(1)
+        # Strong pixels are always kept; a weak-only pixel is kept when a path of weak-only
+        # pixels joins it to a strong one. So only the (few) weak-only pixels are graph nodes,
+        # and all strong pixels together act as one extra node, K, the largest label.
+        ids = (weak & ~strong).reshape(-1).nonzero().squeeze(1)
         K = ids.numel()
         if K == 0:
-            return weak.clone()
-        # Node id of every weak pixel, K (a sink) elsewhere and in a one-pixel frame.
-        node = torch.full((flat.numel(),), K, dtype=torch.long, device=dev)
-        node[ids] = torch.arange(K, device=dev)
-        node = F.pad(node.view(B, H, W), (1, 1, 1, 1), value=K).reshape(-1)
+            return strong.clone()
         Wp = W + 2
+        # Node label of every pixel in a one-pixel frame: K at strong pixels, -1 (none) off weak.
+        lab = torch.full((B, H + 2, Wp), -1, dtype=torch.int32, device=dev)
+        lab[:, 1:-1, 1:-1].masked_fill_(strong.view(B, H, W), K)
         b_, rem = ids // (H * W), ids % (H * W)
         pos = b_ * ((H + 2) * Wp) + (rem // W + 1) * Wp + rem % W + 1
+        lab = lab.view(-1)
+        lab[pos] = torch.arange(K, dtype=torch.int32, device=dev)
         offs = torch.tensor([dy * Wp + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)
                              if dy or dx], device=dev)
-        nbr = node.take(pos.view(-1, 1) + offs.view(1, -1))          # (K, 8), K = none
+        nbr = lab.take(pos.view(-1, 1) + offs.view(1, -1)).long()    # (K, 8)
+        nbr[nbr < 0] = K + 1                                          # the sink
         # Connected components by hooking and pointer jumping (Shiloach-Vishkin style): every
         # root hooks onto the largest root among its members' neighbours, then paths are
-        # compressed. The sink has parent -1, so it never wins a maximum.
-        parent = torch.arange(K, device=dev)
-        sink = torch.full((1,), -1, dtype=torch.long, device=dev)
+        # compressed. Node K is its own root forever; the sink (-1) never wins a maximum.
+        parent = torch.arange(K + 1, device=dev)
+        tail = torch.full((1,), -1, dtype=torch.long, device=dev)
         for _ in range(max_iter):
-            best = torch.cat([parent, sink])[nbr].amax(1)
+            best = torch.cat([parent, tail])[nbr].amax(1)
             new = parent.clone()
-            new.scatter_reduce_(0, parent, best, "amax")
+            new.scatter_reduce_(0, parent[:K], best, "amax")
             for _j in range(max_iter):
                 nxt = new[new]
                 if torch.equal(nxt, new):
@@ -152,10 +163,8 @@ def hysteresis(strong: torch.Tensor, weak: torch.Tensor, max_iter: int = 10_000)
             if torch.equal(new, parent):
                 break
             parent = new
-        has_strong = torch.zeros(K, dtype=torch.bool, device=dev)
-        has_strong[parent[strong.reshape(-1)[ids]]] = True
-        out = torch.zeros_like(flat)
-        out[ids] = has_strong[parent]
+        out = strong.clone().view(-1)
+        out[ids] = parent[:K] == K
         return out.view(B, 1, H, W)
 
 

@@ -466,7 +466,7 @@ class DefocusEstimator(nn.Module):
                                      low=self.low_threshold, high=self.high_threshold,
                                      min_contrast=self.min_contrast)
 
-        sparse, conf = self._edge_sigma(torch.cat([d[:, i1], d[:, i2]], 1), edges)
+        sparse, conf = self._edge_sigma(d, (i1, i2), edges)
         edges_f = edges.to(gray.dtype)
         if self.propagation == "none":
             dense = sparse
@@ -482,36 +482,38 @@ class DefocusEstimator(nn.Module):
         dense = dense.clamp(0.0, self.sigma_max)
         return dense, sparse, edges_f
 
-    def _edge_sigma(self, g: torch.Tensor, edges: torch.Tensor):
+    def _edge_sigma(self, d: torch.Tensor, scales: tuple, edges: torch.Tensor):
         """Sparse sigma and propagation confidence at edge pixels.
 
-        ``g`` is ``(B, 4, H, W)``: ``Ix, Iy`` at ``std1`` then at ``std2``. Everything is computed
-        at the edge pixels only (gathered), second derivatives by 5-point central differences of
-        the first derivatives (relative error ~1e-2 on a term that is itself a few percent of
-        ``log R``).
+        ``d`` is the ``(B, S, 2, H, W)`` output of :func:`gaussian_derivatives` (``Ix, Iy`` per
+        scale) and ``scales`` the indices of ``std1`` and ``std2`` in it. Everything is computed
+        at the edge pixels only (one gather of a 5-point cross per channel), second derivatives by
+        5-point central differences of the first derivatives (relative error ~1e-2 on a term that
+        is itself a few percent of ``log R``), indices clamped at the image border.
         """
-        B, _, H, W = g.shape
+        B, S, _, H, W = d.shape
         n_pix = H * W
         idx = edges.reshape(-1).nonzero().squeeze(1)
-        sparse = torch.zeros(B * n_pix, dtype=g.dtype, device=g.device)
-        conf = torch.zeros(B * n_pix, dtype=g.dtype, device=g.device)
+        sparse = torch.zeros(B * n_pix, dtype=d.dtype, device=d.device)
+        conf = torch.zeros(B * n_pix, dtype=d.dtype, device=d.device)
         if idx.numel() == 0:
             return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
         b = idx // n_pix
-        rem = idx % n_pix
+        rem = idx - b * n_pix
         y, x = rem // W, rem % W
-        gf = g.reshape(-1)
-        chan = (torch.arange(4, device=g.device) * n_pix).view(1, 4)
-        base = (b * (4 * n_pix)).view(-1, 1) + chan                          # (K, 4)
-
-        def at(dy, dx):
-            yy = (y + dy).clamp(0, H - 1) if dy else y
-            xx = (x + dx).clamp(0, W - 1) if dx else x
-            return gf.take(base + (yy * W + xx).view(-1, 1))                 # (K, 4)
-
-        c = at(0, 0)
-        dxs = (8.0 * (at(0, 1) - at(0, -1)) - (at(0, 2) - at(0, -2))) / 12.0
-        dys = (8.0 * (at(1, 0) - at(-1, 0)) - (at(2, 0) - at(-2, 0))) / 12.0
+        # Channel planes (Ix, Iy at std1, then at std2) in d's flat layout.
+        chan = torch.tensor([(2 * k + j) * n_pix for k in scales for j in (0, 1)],
+                            device=d.device)
+        # Cross offsets: centre, x -2, -1, +1, +2, y -2, -1, +1, +2 (clamped at the border).
+        steps = torch.tensor([0, -2, -1, 1, 2], device=d.device)
+        xx = (x.view(-1, 1) + steps).clamp_(0, W - 1)                        # (K, 5)
+        yy = (y.view(-1, 1) + steps[1:]).clamp_(0, H - 1)                    # (K, 4)
+        sp = torch.cat([y.view(-1, 1) * W + xx, yy * W + x.view(-1, 1)], 1)  # (K, 9)
+        base = (b * (S * 2 * n_pix)).view(-1, 1, 1) + chan.view(1, 4, 1)    # (K, 4, 1)
+        v = d.reshape(-1).take(base + sp.view(-1, 1, 9))                     # (K, 4, 9)
+        c = v[:, :, 0]
+        dxs = (8.0 * (v[:, :, 3] - v[:, :, 2]) - (v[:, :, 4] - v[:, :, 1])) / 12.0
+        dys = (8.0 * (v[:, :, 7] - v[:, :, 6]) - (v[:, :, 8] - v[:, :, 5])) / 12.0
 
         s1, s2 = self.std1, self.std2
         delta = s2 * s2 - s1 * s1

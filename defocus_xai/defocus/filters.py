@@ -36,6 +36,33 @@ def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     return F.pad(x, (pw, pw, ph, ph), mode=mode)
 
 
+# Separable filtering with 1-D convolutions. On the CPU, ``conv1d`` over image rows (channels
+# folded into the batch) is several times faster than ``conv2d`` with ``1 x L`` / ``L x 1`` or
+# grouped kernels, and computes the same dot products (bitwise identical results); the vertical
+# pass runs on the transposed image.
+def _rows(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Correlate every row of every channel of ``x`` ``(B, C, H, W + L - 1)`` with the 1-D kernel
+    ``k`` ``(L,)``: ``(B, C, H, W)``."""
+    B, C, H, Wp = x.shape
+    L = k.shape[-1]
+    return F.conv1d(x.reshape(B * C * H, 1, Wp), k.view(1, 1, L)).view(B, C, H, Wp - L + 1)
+
+
+def _cols(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Correlate every column of every channel of ``x`` ``(B, C, H + L - 1, W)`` with ``k``:
+    ``(B, C, H, W)`` (contiguous)."""
+    B, C, Hp, W = x.shape
+    L = k.shape[-1]
+    xt = x.transpose(-1, -2).reshape(B * C * W, 1, Hp)
+    y = F.conv1d(xt, k.view(1, 1, L)).view(B, C, W, Hp - L + 1)
+    return y.transpose(-1, -2).contiguous()
+
+
+def _separable(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Same symmetric 1-D kernel ``k`` along the width then the height, reflect padding."""
+    r = (k.shape[-1] - 1) // 2
+    y = _rows(_pad(x, 0, r), k)
+    return _cols(_pad(y, r, 0), k)
 
 
 
@@ -92,9 +119,9 @@ def gaussian_derivatives(gray: torch.Tensor, stds, *, second_order: bool = False
                          truncate: float = DEFAULT_TRUNCATE) -> torch.Tensor:
     """Derivative-of-Gaussian responses of a gray batch at several scales, in two conv calls.
 
-    The filtering is separable: one horizontal convolution produces the smoothed, first- and
-    second-derivative rows of every scale at once (stacked kernels); one depthwise vertical
-    convolution completes them.
+    The filtering is separable: one horizontal 1-D convolution produces the smoothed, first- and
+    second-derivative rows of every scale at once (stacked kernels); one depthwise vertical 1-D
+    convolution of the transposed rows completes them.
 
     Parameters
     ----------
@@ -131,21 +158,24 @@ def gaussian_derivatives(gray: torch.Tensor, stds, *, second_order: bool = False
                         for s in stds])                       # (S, 3, L)
     n = len(stds)
     L = 2 * radius + 1
-    orders = 3 if second_order else 2
-    kh = kern[:, :orders].reshape(n * orders, 1, 1, L)
-    x = _pad(gray, radius, radius)
-    rows = F.conv2d(x, kh)                                     # (B, S*orders, H+2r, W)
     if second_order:
         # (horizontal order, vertical order) for Ix, Iy, Ixx, Ixy, Iyy
         pairs = [(1, 0), (0, 1), (2, 0), (1, 1), (0, 2)]
     else:
         pairs = [(1, 0), (0, 1)]
-    sel = [i * orders + h for i in range(n) for h, _ in pairs]
-    kv = torch.stack([kern[i, v] for i in range(n) for _, v in pairs]).reshape(-1, 1, L, 1)
-    rows = rows.index_select(1, torch.tensor(sel, device=gray.device))
-    out = F.conv2d(rows, kv, groups=len(sel))                  # (B, S*K, H, W)
-    b, _, h, w = out.shape
-    return out.view(b, n, len(pairs), h, w)
+    kh = torch.stack([kern[i, h] for i in range(n) for h, _ in pairs])    # (S*K, L)
+    kv = torch.stack([kern[i, v] for i in range(n) for _, v in pairs])    # (S*K, L)
+    nk = kh.shape[0]
+    B, _, H, W = gray.shape
+    x = _pad(gray, radius, radius)
+    Hp, Wp = x.shape[-2:]
+    # Rows: one input channel, every kernel at once -> (B, Hp, S*K, W).
+    rows = F.conv1d(x.reshape(B * Hp, 1, Wp), kh.view(nk, 1, L))
+    # Columns: each channel with its own kernel, on the transposed rows -> (B, W, S*K, H).
+    cols = rows.view(B, Hp, nk, W).permute(0, 3, 2, 1).reshape(B * W, nk, Hp)
+    out = F.conv1d(cols, kv.view(nk, 1, L), groups=nk)
+    out = out.view(B, W, nk, H).permute(0, 2, 3, 1).contiguous()         # (B, S*K, H, W)
+    return out.view(B, n, len(pairs), H, W)
 
 
 def gaussian_blur(x: torch.Tensor, std: float, *, truncate: float = 3.0) -> torch.Tensor:
@@ -176,10 +206,7 @@ def gaussian_blur(x: torch.Tensor, std: float, *, truncate: float = 3.0) -> torc
         return x
     radius = max(1, int(math.ceil(truncate * std)))
     g0 = gaussian_kernels_1d(std, radius, dtype=x.dtype, device=x.device)[0]
-    c = x.shape[1]
-    L = 2 * radius + 1
-    y = F.conv2d(_pad(x, 0, radius), g0.view(1, 1, 1, L).expand(c, 1, 1, L), groups=c)
-    return F.conv2d(_pad(y, radius, 0), g0.view(1, 1, L, 1).expand(c, 1, L, 1), groups=c)
+    return _separable(x, g0)
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -207,10 +234,7 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return x
     k = 2 * radius + 1
-    c = x.shape[1]
-    w = torch.full((c, 1, 1, k), 1.0 / k, dtype=x.dtype, device=x.device)
-    y = F.conv2d(_pad(x, 0, radius), w, groups=c)
-    return F.conv2d(_pad(y, radius, 0), w.view(c, 1, k, 1), groups=c)
+    return _separable(x, torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device))
 
 
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float, *,
