@@ -83,6 +83,7 @@ def test_readme_lists_every_example():
         assert f"`{script.name}`" in readme, f"examples/README.md does not list {script.name}"
 
 
+@pytest.mark.slow
 def test_help_as_a_script():
     proc = subprocess.run([sys.executable, str(EXAMPLES / "maps_for_folder.py"), "--help"], capture_output=True,
                           text=True, timeout=300)
@@ -143,6 +144,7 @@ def test_maps_for_folder_reports_an_empty_folder(tmp_path, capsys):
     assert "no image" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_export_ffpp(ffpp_store):
     import defocus_xai as dx
 
@@ -158,6 +160,7 @@ def test_export_ffpp(ffpp_store):
     assert len(list(Path(ffpp_store).glob("shard-*.npz"))) == 3  # chunks of 8
 
 
+@pytest.mark.slow
 def test_export_ffpp_demo(tmp_path, detectors):
     import defocus_xai as dx
 
@@ -168,6 +171,7 @@ def test_export_ffpp_demo(tmp_path, detectors):
     assert len(store) == 24 and "rgb_shaps" not in store.keys()
 
 
+@pytest.mark.slow
 def test_figures_from_npz(ffpp_store, tmp_path):
     out = tmp_path / "figures"
     code = _load("figures_from_npz").main([str(ffpp_store), "--out", str(out), "--formats", "png", "--n-boot",
@@ -179,6 +183,7 @@ def test_figures_from_npz(ffpp_store, tmp_path):
         assert stem in index
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*the export is not complete:UserWarning")
 def test_figures_from_npz_reads_several_stores(ffpp_tree, detectors, tmp_path, capsys):
     # the two shards of one export, written by "two machines" into their own directories
