@@ -257,6 +257,14 @@ def stage_embedding(feature_sets: dict, *, seed: int = 0, families=None):
         fam = np.asarray(fs.families).astype(str) if families is None else families
         P.embedding_scatter(embs[name], np.asarray(fs.labels).astype(int), separability=numbers[name],
                             families=fam, seed=seed, ax=ax, title=f"{name} detector")
+    # one legend below both panels instead of one per panel drawn over the points
+    handles, labs = axs.ravel()[0].get_legend_handles_labels()
+    for ax in axs.ravel():
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    with S.house_style():
+        fig.legend(handles, labs, loc="outside lower center", ncols=min(5, len(labs)), markerscale=2,
+                   handletextpad=0.3, columnspacing=1.0)
     return numbers, {"embedding": fig}
 
 
@@ -371,7 +379,7 @@ def stage_randomization(detector, maps, *, methods=("saliency", "shap_gradient")
     return numbers, {"randomization": fig}
 
 
-def stage_faithfulness(detector, maps, attributions, *, steps: int = 20, seed: int = 0, batch_size: int = 64):
+def stage_faithfulness(detector, maps, attributions, *, steps: int = 10, seed: int = 0, batch_size: int = 64):
     """Deletion and insertion curves of the defocus attributions against a random ranking."""
     from . import plot as P
     from .explain import deletion_insertion
