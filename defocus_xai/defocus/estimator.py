@@ -33,7 +33,9 @@ Evaluating the ratio at the edge centre
 from __future__ import annotations
 
 import json
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,7 +55,47 @@ RECIPES = ("ours", "reference")
 _RECIPE_STDS = {"ours": (1.5, 2.0), "reference": (2.0, 2.5)}
 DEFAULT_SIGMA_MAX = 5.0
 DEFAULT_SIZE = 299
-_CPU_CHUNK = 4
+_CPU_CHUNK = 8
+_CPU_LOCK = threading.Lock()
+
+
+def _run_cpu_chunks(fn, batch: torch.Tensor):
+    """``fn`` over chunks of at most ``_CPU_CHUNK`` samples, spread over the torch CPU threads.
+
+    Samples are independent, so the maps do not depend on the chunking. Small chunks stay in
+    cache; a batch smaller than ``_CPU_CHUNK`` times the thread count is cut so that every
+    worker gets a chunk. Each chunk runs single-threaded torch ops, and the chunks run concurrently in
+    ``torch.get_num_threads()`` worker threads: the estimator is a long chain of small ops, which
+    parallelize poorly inside one image, and whose OpenMP barriers stall badly when the cores are
+    shared with other processes. The torch thread count is set to 1 for the duration of the call
+    and restored afterwards (calls are serialized by a lock so that they cannot interleave).
+    """
+    n = batch.shape[0]
+    with _CPU_LOCK:
+        n_threads = torch.get_num_threads()
+        size = max(1, min(_CPU_CHUNK, -(-n // n_threads)))     # every worker gets a chunk
+        chunks = [batch[i:i + size] for i in range(0, n, size)]
+        workers = min(n_threads, len(chunks))
+        grad = torch.is_grad_enabled()
+
+        def run(chunk):
+            with torch.set_grad_enabled(grad):
+                return fn(chunk)
+
+        if n_threads > 1:
+            torch.set_num_threads(1)
+        try:
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    parts = list(pool.map(run, chunks))
+            else:
+                parts = [fn(c) for c in chunks]
+        finally:
+            if n_threads > 1:
+                torch.set_num_threads(n_threads)
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(t) for t in zip(*parts))
 
 
 @dataclass(frozen=True)
@@ -416,11 +458,8 @@ class DefocusEstimator(nn.Module):
         batch = as_image_batch(images, device=device)
         if self.recipe == "reference":
             dense, sparse, edges = self._reference(batch)
-        elif batch.device.type == "cpu" and batch.shape[0] > _CPU_CHUNK:
-            # Samples are independent; on the CPU small chunks stay in cache (faster, same maps).
-            parts = [self._ours(batch[i:i + _CPU_CHUNK])
-                     for i in range(0, batch.shape[0], _CPU_CHUNK)]
-            dense, sparse, edges = (torch.cat(t) for t in zip(*parts))
+        elif batch.device.type == "cpu":
+            dense, sparse, edges = _run_cpu_chunks(self._ours, batch)
         else:
             dense, sparse, edges = self._ours(batch)
         edgeless = edges.flatten(1).sum(1) == 0

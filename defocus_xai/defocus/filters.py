@@ -65,6 +65,30 @@ def _separable(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return _cols(_pad(y, r, 0), k)
 
 
+#: Up to this many taps, short symmetric kernels are applied as sums of shifted views (a few
+#: elementwise passes), which beats any convolution call for them by an order of magnitude.
+_SHIFT_TAPS = 15
+
+
+def _window_sum(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """Sums over ``k`` consecutive elements along ``dim`` (valid part only)."""
+    n = x.shape[dim] - k + 1
+    out = x.narrow(dim, 0, n) + x.narrow(dim, 1, n) if k > 1 else x.narrow(dim, 0, n).clone()
+    for j in range(2, k):
+        out += x.narrow(dim, j, n)
+    return out
+
+
+def _symmetric_1d(x: torch.Tensor, w: list, dim: int) -> torch.Tensor:
+    """Correlation with the symmetric kernel ``w`` (odd length) along ``dim`` (valid part)."""
+    r = len(w) // 2
+    n = x.shape[dim] - 2 * r
+    out = x.narrow(dim, r, n) * w[r]
+    for j in range(1, r + 1):
+        out += (x.narrow(dim, r - j, n) + x.narrow(dim, r + j, n)) * w[r + j]
+    return out
+
+
 
 @lru_cache(maxsize=64)
 def _kernels_cpu(std: float, radius: int) -> torch.Tensor:
@@ -205,6 +229,9 @@ def gaussian_blur(x: torch.Tensor, std: float, *, truncate: float = 3.0) -> torc
     if std <= 0:
         return x
     radius = max(1, int(math.ceil(truncate * std)))
+    if 2 * radius + 1 <= _SHIFT_TAPS:
+        w = _kernels_cpu(float(std), int(radius))[0].tolist()
+        return _symmetric_1d(_pad(_symmetric_1d(_pad(x, 0, radius), w, -1), radius, 0), w, -2)
     g0 = gaussian_kernels_1d(std, radius, dtype=x.dtype, device=x.device)[0]
     return _separable(x, g0)
 
@@ -234,6 +261,9 @@ def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return x
     k = 2 * radius + 1
+    if k <= _SHIFT_TAPS:
+        y = _window_sum(_pad(x, 0, radius), k, -1)
+        return _window_sum(_pad(y, radius, 0), k, -2).mul_(1.0 / (k * k))
     return _separable(x, torch.full((k,), 1.0 / k, dtype=x.dtype, device=x.device))
 
 

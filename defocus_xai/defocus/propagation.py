@@ -78,6 +78,29 @@ def normalized_fill(sparse: torch.Tensor, confidence: torch.Tensor, *, std: floa
     return val
 
 
+def _block_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Means over ``k x k`` blocks, partial blocks at the bottom and right averaged over what they
+    hold: ``F.avg_pool2d(x, k, ceil_mode=True)``, as a sum of strided views (faster on the CPU)."""
+    H, W = x.shape[-2:]
+    if k > 4:
+        return F.avg_pool2d(x, k, ceil_mode=True)
+    ph, pw = -H % k, -W % k
+    xp = F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+    total = None
+    for dy in range(k):
+        for dx in range(k):
+            v = xp[..., dy::k, dx::k]
+            total = v.clone() if total is None else total.add_(v)
+    h, w = total.shape[-2:]
+    cy = torch.full((h, 1), float(k), dtype=x.dtype, device=x.device)
+    cx = torch.full((1, w), float(k), dtype=x.dtype, device=x.device)
+    if ph:
+        cy[-1] = k - ph
+    if pw:
+        cx[0, -1] = k - pw
+    return total.div_(cy * cx)
+
+
 def guided_propagation(sparse: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor, *,
                        fill_std: float = 2.0, radius: int = 4, eps: float = 1e-3,
                        subsample: int = 2) -> torch.Tensor:
@@ -123,10 +146,10 @@ def guided_propagation(sparse: torch.Tensor, edges: torch.Tensor, gray: torch.Te
         filled = normalized_fill(sparse, conf, std=fill_std)
         return guided_filter(gray, filled, radius, eps)
     k = int(subsample)
-    num = F.avg_pool2d(sparse * conf, k, ceil_mode=True)
-    den = F.avg_pool2d(conf, k, ceil_mode=True)
+    num = _block_mean(sparse * conf, k)
+    den = _block_mean(conf, k)
     # num / den is the confidence-weighted block mean; den (block mean of the confidence) keeps
     # the support scale per full-resolution pixel.
     filled = normalized_fill(num / den.clamp_min(1e-12), den * (k * k), std=fill_std / k)
-    small_gray = F.avg_pool2d(gray, k, ceil_mode=True)
+    small_gray = _block_mean(gray, k)
     return guided_filter(small_gray, filled, max(1, round(radius / k)), eps, full_guide=gray)
