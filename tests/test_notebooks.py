@@ -23,8 +23,8 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NAMES = ["00_quickstart", "01_shapley_export", "02_binary_mask", "03_local_variance", "04_tsne",
          "05_alignment_score"]
 WEIGHTS = ROOT / "defocus_xai" / "detect" / "weights"
-# Small but above the t-SNE perplexity of 04_tsne (30) and above the SHAP background (10 samples).
-SMALL_N = 40
+# Small, but above the t-SNE perplexity of 04_tsne (30) and the SHAP background (10 samples).
+SMALL_N = 32
 
 
 def _read(name):
