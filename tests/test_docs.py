@@ -125,3 +125,9 @@ def test_mkdocs_build_strict(tmp_path):
     bench = (site / "benchmarks" / "index.html").read_text(encoding="utf-8")
     assert "No benchmark results" in bench or "bench/" in bench
     assert not (site / "_hooks.py").exists()
+
+
+def test_notebooks_page_lists_every_notebook():
+    page = (DOCS / "notebooks.md").read_text(encoding="utf-8")
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert f"`{notebook.name}`" in page, f"docs/notebooks.md does not list {notebook.name}"
