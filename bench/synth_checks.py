@@ -18,14 +18,27 @@ scores):
   separate the families whose manipulation is global blur (no_dof, generator_smoothing).
   "means" should stay at chance everywhere, "colour" near it for splice/depth_inconsistent.
 
-Usage: ``OMP_NUM_THREADS=1 python bench/synth_checks.py [--scenes 800] [--size 128]``;
-prints a Markdown table (paste into bench/results_synth.md).
+Also, on the REAL images of the first ``--estimator-scenes`` scenes, the error of the defocus
+estimator (``dx.estimate_defocus(..., size=None)``, default parameters, sigma in pixels of the
+image grid) against the true sigma map:
+
+* sparse: at the estimator's edge pixels, median absolute error and median signed error (bias),
+  over all edge pixels and over "clean" ones (the true sigma varies by less than 0.25 px within
+  +-(3 max sigma + 2) px, i.e. away from depth discontinuities, where the blur is a mixture);
+* dense: mean absolute error over all pixels (mean of per-image MAE) and Pearson r (median of
+  per-image r);
+* baselines: each image's median true sigma predicted everywhere (an oracle constant), for the
+  same pixels.
+
+Usage: ``OMP_NUM_THREADS=1 python bench/synth_checks.py [--scenes 800] [--size 128]
+[--estimator-scenes 200]``; prints Markdown tables (paste into bench/results_synth.md).
 """
 
 import argparse
 import time
 
 import numpy as np
+import torch
 from scipy import ndimage
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -34,6 +47,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import defocus_xai as dx
 from defocus_xai.data.synth import FAMILIES, DefocusSynth
 
 
@@ -92,6 +106,45 @@ def cv_auc(X, y, groups, model):
     return roc_auc_score(y, p)
 
 
+def estimator_errors(images, sigmas, batch=32):
+    """Sparse and dense error of ``dx.estimate_defocus`` against the true sigma maps."""
+    imgs = torch.stack(images)
+    est = {"dense": [], "sparse": [], "edges": []}
+    for i in range(0, len(imgs), batch):
+        r = dx.estimate_defocus(imgs[i:i + batch], size=None, device="cpu")
+        for k in est:
+            est[k].append(getattr(r, k)[:, 0].numpy())
+    dense, sparse, edges = (np.concatenate(est[k]) for k in ("dense", "sparse", "edges"))
+    edges = edges > 0
+    truth = np.stack([t[0].numpy() for t in sigmas]).astype(np.float64)
+    rows = {"all": [], "clean": []}
+    base = {"all": [], "clean": []}
+    maes, rs, base_mae = [], [], []
+    for d, sp, e, t in zip(dense, sparse, edges, truth):
+        med = np.median(t)
+        reach = int(np.ceil(3 * t.max() + 2))
+        size = 2 * reach + 1
+        rng = ndimage.maximum_filter(t, size) - ndimage.minimum_filter(t, size)
+        for key, sel in (("all", e), ("clean", e & (rng < 0.25))):
+            rows[key].append(sp[sel] - t[sel])
+            base[key].append(med - t[sel])
+        maes.append(np.abs(d - t).mean())
+        base_mae.append(np.abs(med - t).mean())
+        rs.append(np.corrcoef(d.ravel(), t.ravel())[0, 1] if d.std() > 0 and t.std() > 0
+                  else np.nan)
+    out = {}
+    for key in rows:
+        err, b = np.concatenate(rows[key]), np.concatenate(base[key])
+        out[key] = dict(n=err.size, medae=float(np.median(np.abs(err))),
+                        bias=float(np.median(err)), base_medae=float(np.median(np.abs(b))))
+    out["dense_mae"] = float(np.mean(maes))
+    out["dense_r"] = float(np.nanmedian(rs))
+    out["base_mae"] = float(np.mean(base_mae))
+    out["n_images"] = len(images)
+    out["edge_frac"] = float(edges.mean())
+    return out
+
+
 def models():
     return {
         "logreg": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)),
@@ -104,14 +157,20 @@ def main(argv=None):
     ap.add_argument("--scenes", type=int, default=800, help="scenes (each gives a real and a fake)")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=2024)
+    ap.add_argument("--estimator-scenes", type=int, default=200,
+                    help="real images for the estimator error table (0: skip)")
     args = ap.parse_args(argv)
 
     ds = DefocusSynth(2 * args.scenes, size=args.size, seed=args.seed)
     t0 = time.time()
     rows = []
+    real_images, real_sigmas = [], []
     for i in range(len(ds)):
         s = ds[i]
         sig, dep, img = s["sigma"][0].numpy(), s["depth"][0].numpy(), s["image"].numpy()
+        if s["label"] == 0 and len(real_images) < args.estimator_scenes:
+            real_images.append(s["image"])
+            real_sigmas.append(s["sigma"])
         gray = img.mean(0)
         rows.append({
             "family_of_pair": ds.sample_families[i | 1] if i % 2 == 0 else s["family"],
@@ -146,6 +205,23 @@ def main(argv=None):
     print(f"rendered {len(ds)} samples ({args.size}x{args.size}, seed {args.seed}) in {t_render:.0f} s\n")
     print("ROC AUC, 5-fold CV grouped by source_id (fakes of one family vs the reals of the same scenes)\n")
     print("\n".join(out))
+
+    if real_images:
+        t = time.time()
+        e = estimator_errors(real_images, real_sigmas)
+        print(f"\nDefocus estimator on {e['n_images']} REAL images ({args.size}x{args.size}, "
+              f"size=None, default parameters; {time.time() - t:.0f} s; edge pixels "
+              f"{100 * e['edge_frac']:.1f}% of all pixels)\n")
+        print("| pixels | n | median abs error (px) | bias (median signed, px) "
+              "| constant-median baseline, median abs error (px) |")
+        print("|---|---:|---:|---:|---:|")
+        for key, label in (("all", "sparse, all edge pixels"),
+                           ("clean", "sparse, clean edge pixels (away from depth jumps)")):
+            r = e[key]
+            print(f"| {label} | {r['n']} | {r['medae']:.3f} | {r['bias']:+.3f} | "
+                  f"{r['base_medae']:.3f} |")
+        print(f"\ndense: MAE {e['dense_mae']:.3f} px (constant-median baseline "
+              f"{e['base_mae']:.3f} px), Pearson r {e['dense_r']:.3f} (median over images)")
 
 
 if __name__ == "__main__":
