@@ -94,12 +94,12 @@ def oracle_inputs(model: DefocusDetector, data: dict) -> PreparedData:
 
 
 # --------------------------------------------------------------------------------------- models
-def build(kind: str, size: int):
+def build(kind: str, size: int, map_norm: str = MAP_NORM):
     torch.manual_seed(0)
     if kind == "rgb":
         return RGBDetector("small-cnn", input_size=size, input_norm="[-1,1]")
     # defocus and oracle: default estimator parameters at `size` px (stored in full in the sidecar)
-    return DefocusDetector("small-cnn", estimator={"size": size}, map_norm=MAP_NORM, sigma_max=SIGMA_MAX)
+    return DefocusDetector("small-cnn", estimator={"size": size}, map_norm=map_norm, sigma_max=SIGMA_MAX)
 
 
 def per_family_auc(per_group) -> dict:
@@ -125,7 +125,8 @@ def probe(model, kind: str, size: int) -> dict:
 def train_one(kind: str, args, work: Path) -> None:
     train = render(args.n_train, args.train_seed, args.size, work, args.workers)
     val = render(args.n_val, args.val_seed, args.size, work, args.workers)
-    model = build(kind, args.size)
+    model = build(kind, args.size, args.map_norm)
+    run = kind if args.map_norm == MAP_NORM else f"{kind}-{args.map_norm}"
     t0 = time.perf_counter()
     if kind == "oracle":
         train_in, val_in = oracle_inputs(model, train), oracle_inputs(model, val)
@@ -134,7 +135,7 @@ def train_one(kind: str, args, work: Path) -> None:
         val_in = prepare_inputs(model, memory(val), progress=not args.quiet, desc=f"{kind}: prepare val")
     prep_s = time.perf_counter() - t0
     res = train_detector(model, train_in, val_data=val_in, epochs=args.epochs, batch_size=64, lr=1e-3,
-                         weight_decay=1e-4, seed=0, out=work / kind, device="cpu", progress=not args.quiet)
+                         weight_decay=1e-4, seed=0, out=work / run, device="cpu", progress=not args.quiet)
     train_s = time.perf_counter() - t0
     val_metrics, val_groups, _ = evaluate_detector(res.model, val_in, device="cpu", progress=False)
     name = {"defocus": "bundled-defocus", "rgb": "bundled-rgb", "oracle": "oracle-true-sigma"}[kind]
@@ -162,7 +163,11 @@ def train_one(kind: str, args, work: Path) -> None:
         "command": "python examples/train_bundled.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "metrics": {"validation": {"overall": val_metrics, "roc_auc_by_family": per_family_auc(val_groups)}},
     }
-    if kind != "oracle":
+    if args.map_norm != MAP_NORM:  # an ablation: never overwrites the bundled weights
+        name = f"{run}-ablation"
+        meta["name"] = name
+        dest = work / f"{name}.pt"
+    elif kind != "oracle":
         meta["probe"] = probe(res.model, kind, args.size)
         dest = Path(args.weights_dir) / f"{name}.pt"
     else:
@@ -180,14 +185,23 @@ def evaluate(args, work: Path) -> None:
         "defocus": dx.detect.load_detector(Path(args.weights_dir) / "bundled-defocus.pt", device="cpu"),
         "rgb": dx.detect.load_detector(Path(args.weights_dir) / "bundled-rgb.pt", device="cpu"),
     }
+    for path in sorted(work.glob("*-ablation.pt")):  # e.g. defocus-minmax-ablation.pt
+        dets[path.stem[: -len("-ablation")]] = dx.detect.load_detector(path, device="cpu")
     oracle_path = work / "oracle-true-sigma.pt"
     results, timing = {}, {}
     for kind, det in dets.items():
+        # per-model results are cached (keyed by the weights' checksum): rerunning only adds what is new
+        cache = work / f"eval_{kind}_{args.n_test}_{args.test_seed}.json"
+        if cache.is_file() and json.loads(cache.read_text())["checksum"] == det.identity["checksum"]:
+            results[kind] = json.loads(cache.read_text())["result"]
+            continue
         t0 = time.perf_counter()
         prepared = prepare_inputs(det, memory(test), progress=not args.quiet, desc=f"{kind}: prepare test")
         m, groups, _ = evaluate_detector(det, prepared, device="cpu", progress=False)
         timing[kind] = time.perf_counter() - t0
         results[kind] = {"overall": m, "per_family": groups.reset_index().to_dict(orient="records")}
+        cache.write_text(json.dumps({"checksum": det.identity["checksum"], "result": results[kind]},
+                                    default=float))
     if oracle_path.is_file():
         det = dx.detect.load_detector(oracle_path, device="cpu")
         m, groups, _ = evaluate_detector(det, oracle_inputs(det, test), device="cpu", progress=False)
@@ -201,6 +215,7 @@ def evaluate(args, work: Path) -> None:
         return float(rows[0]["roc_auc"]) if rows else float("nan")
 
     kinds = [k for k in ("defocus", "rgb", "oracle") if k in results]
+    kinds += [k for k in results if k not in kinds]
     lines = ["| family | " + " | ".join(kinds) + " |", "|---|" + "---:|" * len(kinds)]
     for fam in (*FAMILIES, "all"):
         lines.append(f"| {fam} | " + " | ".join(f"{auc(k, fam):.3f}" for k in kinds) + " |")
@@ -226,6 +241,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=0, help="processes rendering DefocusSynth")
     p.add_argument("--work", default="build/bundled", help="cache and run folder")
     p.add_argument("--weights-dir", default=str(WEIGHTS_DIR), help="where the bundled weights go")
+    p.add_argument("--map-norm", choices=("fixed", "minmax"), default=MAP_NORM,
+                   help="map normalization of defocus/oracle (anything but the default is an ablation "
+                        "written into --work, not into the weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     work = Path(args.work)
