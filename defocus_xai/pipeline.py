@@ -469,7 +469,7 @@ def run_demo(
     *,
     n: int = DEFAULT_N,
     size: int | None = None,
-    seed: int = 0,
+    seed: int = 1,
     device=None,
     detector="bundled-defocus",
     rgb_detector="bundled-rgb",
@@ -502,7 +502,8 @@ def run_demo(
     size : int, optional
         Image size; default the defocus detector's input size.
     seed : int
-        Seed of the data set (``DefocusSynth(seed=...)``) and of every random step.
+        Seed of the data set (``DefocusSynth(seed=...)``) and of every random step. Default 1, the
+        held-out seed: the bundled detectors were trained on seed 0 and validated on seed 2.
     device : str, optional
         ``"cpu"``, ``"cuda"`` ...; default CUDA when available.
     detector, rgb_detector : str, path or nn.Module
@@ -531,8 +532,6 @@ def run_demo(
     >>> res = run_demo("demo_out", n=40, device="cpu")         # doctest: +SKIP
     >>> print(res.report.read_text()[:60])                     # doctest: +SKIP
     """
-    import matplotlib
-
     import pandas as pd
     import torch
     from tqdm.auto import tqdm
@@ -580,7 +579,6 @@ def run_demo(
         return paths
 
     torch.manual_seed(seed)
-    matplotlib.use("Agg", force=False) if matplotlib.get_backend().lower() == "" else None
 
     # 1. data and detectors -------------------------------------------------------------------------------
     stage("data, detectors and defocus maps")
