@@ -143,6 +143,12 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict, dict]:
         The file does not exist.
     ValueError
         The file holds pickled Python objects (refused), is not a PyTorch file, or holds no state dict.
+
+    Examples
+    --------
+    >>> sd, extra = load_state_dict_file(WEIGHTS_DIR / "bundled-rgb.pt")
+    >>> next(iter(sd)), extra
+    ('backbone.features.0.weight', {})
     """
     path = Path(path)
     if not path.is_file():
@@ -296,9 +302,11 @@ def load_detector(name_or_path, *, arch: str | None = None, device=None, config:
 
     Examples
     --------
-    >>> det = load_detector("bundled-defocus", device="cpu")          # doctest: +SKIP
-    >>> det.identity["training_data"]                                  # doctest: +SKIP
-    'DefocusSynth ...'
+    >>> det = load_detector("bundled-defocus", device="cpu")
+    >>> det.identity["training_data"]
+    'DefocusSynth v1.0 synth:4000:0 at 128 px (validation synth:500:2)'
+    >>> det.estimator.config()["size"], det.map_norm
+    (128, 'fixed')
     >>> det = load_detector("defocus_gt_legacy_xception_Deepfakes.pth")  # doctest: +SKIP
     """
     if device is None:

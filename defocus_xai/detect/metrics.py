@@ -164,7 +164,7 @@ def metrics_by_group(labels, scores, groups: Sequence, *, threshold: float = 0.5
     Examples
     --------
     >>> df = metrics_by_group([0, 0, 1, 1], [0.1, 0.2, 0.9, 0.3], ["real", "real", "a", "b"])
-    >>> df.loc["a", "roc_auc"], df.loc["b", "roc_auc"]
+    >>> float(df.loc["a", "roc_auc"]), float(df.loc["b", "roc_auc"])
     (1.0, 1.0)
     """
     y, s = _as_arrays(labels, scores)

@@ -184,6 +184,15 @@ def prepare_inputs(model: nn.Module, data: Dataset, *, batch_size: int = 64, dev
     Returns
     -------
     PreparedData
+        ``inputs`` (one tensor per input of ``forward_prepared``), ``labels``, ``families``.
+
+    Examples
+    --------
+    >>> from defocus_xai.data.synth import DefocusSynth
+    >>> from defocus_xai.detect import RGBDetector
+    >>> p = prepare_inputs(RGBDetector(input_size=32), DefocusSynth(4, size=48), progress=False)
+    >>> tuple(p.inputs[0].shape), p.inputs[0].dtype, p.families
+    ((4, 3, 32, 32), torch.float16, ['real', 'no_dof', 'real', 'splice'])
     """
     model = unwrap_model(model)
     device = _default_device(device)
