@@ -72,3 +72,14 @@ def test_data_spec_parsing():
     assert len(ds) == 6 and ds.seed == 1 and ds.size == 32
     with pytest.raises(ValueError):
         dataset_from_spec("folder:/definitely/not/here")
+
+
+def test_evaluate_bundled_default_detector_cli(tmp_path):
+    """``evaluate`` defaults to bundled-defocus and feeds it images at its trained size (128 px)."""
+    ev = tmp_path / "ev"
+    assert main(["evaluate", "--data", "synth:16:1", "--out", str(ev), "--batch-size", "16",
+                 "--no-progress"]) == 0
+    report = json.loads((ev / "metrics.json").read_text())
+    assert report["size"] == 128 and report["detector"]["name"] == "bundled-defocus"
+    assert report["detector"]["estimator"]["size"] == 128
+    assert report["metrics"]["n"] == 16 and report["metrics"]["roc_auc"] > 0.5
