@@ -3,9 +3,12 @@ drifted from the estimator they were trained with.
 
 Drift policy: a loaded bundled detector always rebuilds its estimator from the configuration stored in its
 sidecar (never from the current defaults), so changing ``DefocusEstimator``'s defaults cannot change it.
-What can change it is a change of the estimator's *code* or a new estimator parameter; two checks catch
-that: the stored configuration must name exactly the parameters ``DefocusEstimator`` has now, and the
-maps and scores of a fixed probe batch (stored at training time) must be reproduced.
+Still, as DESIGN refinement 7 asks, a test fails when the estimator defaults (or the DefocusSynth version)
+differ from those the weights were trained with, so that nobody changes them without retraining. What
+could change the loaded detector itself is a change of the estimator's *code* or a new estimator
+parameter; two more checks catch that: the stored configuration must name exactly the parameters
+``DefocusEstimator`` has now, and the maps and scores of a fixed probe batch (stored at training time)
+must be reproduced.
 """
 
 import json
@@ -15,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from defocus_xai.data.synth import DefocusSynth
+from defocus_xai.data.synth import SYNTH_VERSION, DefocusSynth
 from defocus_xai.defocus.estimator import DefocusEstimator
 from defocus_xai.detect import DefocusDetector, RGBDetector, detection_metrics, load_detector
 from defocus_xai.detect.checkpoints import BUNDLED_DETECTORS, WEIGHTS_DIR, _sha256
@@ -82,6 +85,23 @@ def test_defocus_detector_uses_the_stored_estimator_config(detectors):
     # the estimator has the same parameters as when the weights were trained (a new parameter would
     # silently take its default: retrain with examples/train_bundled.py and update the sidecar)
     assert set(DefocusEstimator(size=SIZE).config()) == set(stored)
+
+
+def test_defaults_have_not_drifted_from_the_bundled_weights():
+    """DESIGN refinement 7: changing the estimator defaults or DefocusSynth without retraining fails here.
+
+    The bundled detector itself is unaffected (it uses its stored configuration), but
+    ``DefocusDetector(estimator={"size": 128})`` would no longer make the maps it was trained on, and its
+    documented training recipe would be stale: rerun ``python examples/train_bundled.py``.
+    """
+    side = _sidecar("bundled-defocus")
+    current = DefocusEstimator(size=SIZE).config()
+    changed = {k: (side["config"]["estimator"].get(k), current.get(k))
+               for k in set(current) | set(side["config"]["estimator"])
+               if side["config"]["estimator"].get(k) != current.get(k)}
+    assert not changed, f"estimator defaults changed since the bundled weights were trained (stored, now): {changed}"
+    for name in BUNDLED_DETECTORS:
+        assert _sidecar(name)["synth"]["version"] == SYNTH_VERSION, "DefocusSynth changed: retrain"
 
 
 @pytest.fixture(scope="module")
