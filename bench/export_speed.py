@@ -6,8 +6,13 @@ Part 1 (speed, one process, variants interleaved, median of ``--repeats``):
   draws), a 3-panel matplotlib figure saved per image, results held in lists and written at the end
   as object arrays -- the reference notebook's loop (UPSTREAM.md section 4.1);
 * ``reference``: the same loop without the figure;
-* ``ours (shap)`` / ``ours (captum)``: ``export_attributions`` with ``shap_gradient`` through the
-  shap engine / the captum GradientShap engine, to sharded ``.npz`` files.
+* ``ours (batched)``: ``export_attributions`` with ``shap_gradient`` through the default batched engine
+  (shap's draws and estimator, all samples x draws of a batch in passes of 64 rows, BatchNorm folded,
+  ``channels_last``), to sharded ``.npz`` files;
+* ``ours (shap)``: the same export through the shap engine (``GradientExplainer`` per image);
+* ``floor``: only the forward + ``autograd.grad`` passes the estimator needs (n_samples per image, 64 rows
+  per pass, on the folded ``channels_last`` copy), no maps, no draws, no I/O: what any engine must spend
+  at these settings on this machine.
 
 All use the same detector, background (the first 10 samples' maps), ``n_samples`` and images; the
 images are rendered before timing. Peak RSS of each variant is measured in a fresh process
@@ -18,7 +23,7 @@ images (32 x 32, generated on the fly), each N in a fresh process; peak RSS.
 
 Usage::
 
-    OMP_NUM_THREADS=2 python bench/export_speed.py --threads 2 --n-images 8 --n-samples 50
+    OMP_NUM_THREADS=2 python bench/export_speed.py --threads 2 --n-images 16 --n-samples 50
 """
 
 from __future__ import annotations
@@ -111,6 +116,44 @@ def _reference_loop(det, data, bg_maps, n_samples, figure, out_dir):
     np.savez(Path(out_dir) / "shap_data.npz", dmaps=obj(dmaps), defocus_shaps=obj(shaps))
 
 
+def _floor(det, n_images, n_samples, size):
+    import torch
+
+    from defocus_xai.explain.attribute import _Explained, _fast_detector
+
+    probe = torch.rand(2, 1, size, size)
+    fast, _ = _fast_detector(det, "defocus", None, probe)
+    net = _Explained(fast, "defocus", None)
+    total = n_images * n_samples
+    for r0 in range(0, total, 64):
+        z = torch.rand(min(64, total - r0), 1, size, size).contiguous(memory_format=torch.channels_last)
+        z.requires_grad_(True)
+        torch.autograd.grad(net(z).sum(), z)
+
+
+def flops_per_draw(det, size):
+    """Multiply-adds of one forward pass of the backbone (Conv2d, Linear), times 2 for FLOPs."""
+    import torch
+    from torch import nn
+
+    macs = []
+
+    def hook(m, i, o):
+        if isinstance(m, nn.Conv2d):
+            macs.append(o.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1])
+        elif isinstance(m, nn.Linear):
+            macs.append(o.numel() * m.in_features)
+
+    hs = [m.register_forward_hook(hook) for m in det.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.no_grad():
+            det.forward_map(torch.rand(1, 1, size, size))
+    finally:
+        for h in hs:
+            h.remove()
+    return 2 * sum(macs)
+
+
 def _ours(det, data, bg_images, n_samples, engine, out_dir, batch_size):
     from defocus_xai.explain import export_attributions
 
@@ -118,7 +161,7 @@ def _ours(det, data, bg_images, n_samples, engine, out_dir, batch_size):
                         engine=engine, batch_size=batch_size, progress=False, resume=False)
 
 
-VARIANTS = ("reference+fig", "reference", "ours (shap)", "ours (captum)")
+VARIANTS = ("reference+fig", "reference", "ours (batched)", "ours (shap)", "floor")
 
 
 def run_variant(name, det, data, bg_images, n_samples, batch_size):
@@ -132,10 +175,12 @@ def run_variant(name, det, data, bg_images, n_samples, batch_size):
             _reference_loop(det, data, bg_maps, n_samples, True, d)
         elif name == "reference":
             _reference_loop(det, data, bg_maps, n_samples, False, d)
+        elif name == "ours (batched)":
+            _ours(det, data, bg_images, n_samples, "batched", d, batch_size)
         elif name == "ours (shap)":
             _ours(det, data, bg_images, n_samples, "shap", d, batch_size)
         else:
-            _ours(det, data, bg_images, n_samples, "captum", d, batch_size)
+            _floor(det, len(data), n_samples, bg_maps.shape[-1])
         return time.perf_counter() - t
 
 
@@ -224,7 +269,7 @@ def main():
     ap.add_argument("--n-images", type=int, default=8)
     ap.add_argument("--n-samples", type=int, default=50)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rss-ns", type=int, nargs="*", default=[1000, 10000])
@@ -242,13 +287,14 @@ def main():
     import shap  # noqa: F401
 
     times = {v: [] for v in VARIANTS}
-    run_variant("ours (captum)", det, _Cached(data.items[:2]), bg, args.n_samples, args.batch_size)  # warm-up
+    for v in ("ours (batched)", "reference"):  # warm-up (and the batched engine's cached copy)
+        run_variant(v, det, _Cached(data.items[:2]), bg, args.n_samples, args.batch_size)
     for _ in range(args.repeats):
         for v in VARIANTS:
             times[v].append(run_variant(v, det, data, bg, args.n_samples, args.batch_size))
     common = ["--n-images", str(args.n_images), "--n-samples", str(args.n_samples), "--size", str(args.size),
               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-    rss = {v: _child(common + ["--variant", v]) for v in VARIANTS}
+    rss = {v: _child(common + ["--variant", v]) for v in VARIANTS if v != "floor"}
     rss_n = [_child(["--n", str(n), "--threads", str(args.threads)]) for n in args.rss_ns]
     res = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
@@ -257,8 +303,11 @@ def main():
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "detector": det_name, "threads": args.threads, "n_images": args.n_images, "n_samples": args.n_samples,
         "size": args.size, "load_avg": os.getloadavg(),
+        "flops_per_image_fwd_only": flops_per_draw(det, args.size) * args.n_samples,
         "speed": {v: {"median_s": statistics.median(t), "images_per_s": args.n_images / statistics.median(t),
-                      "all_s": t, "peak_rss_mb_fresh_process": rss[v]["peak_rss_mb"]} for v, t in times.items()},
+                      "all_s": t, "peak_rss_mb_fresh_process": rss.get(v, {}).get("peak_rss_mb")}
+                  for v, t in times.items()},
+        "load_avg_end": os.getloadavg(),
         "rss_vs_n": rss_n,
     }
     Path(args.out).write_text(json.dumps(res, indent=1))
