@@ -195,6 +195,13 @@ def accuracy(x: torch.Tensor, truth: np.ndarray, margin: np.ndarray, rows) -> li
 
 
 # --------------------------------------------------------------------------- report
+def _load() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def machine_info() -> dict:
     model, cores = platform.processor() or "unknown", os.cpu_count()
     try:
@@ -208,7 +215,7 @@ def machine_info() -> dict:
     except (OSError, subprocess.CalledProcessError):
         pass
     info = dict(cpu=model, cores=cores, torch=torch.__version__, threads=torch.get_num_threads(),
-                python=platform.python_version(), defocus_xai=dx.__version__)
+                python=platform.python_version(), defocus_xai=dx.__version__, load_start=_load())
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -227,6 +234,8 @@ def render(info, speed, acc, args, n_scenes, elapsed) -> str:
         f"- torch {info['torch']}, torch threads {info['threads']}, Python {info['python']}, "
         f"defocus_xai {info['defocus_xai']}",
         f"- total bench time {elapsed:.0f} s",
+        f"- machine load (1-min load average, all processes) at start / end: "
+        f"{info.get('load_start', float('nan')):.1f} / {_load():.1f}",
         "",
         f"## Speed: maps/s at {args.size}x{args.size} (median of {args.repeats} repeats of "
         f"{args.images} maps, after a warm-up)",

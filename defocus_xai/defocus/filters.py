@@ -154,7 +154,8 @@ def gaussian_derivatives(gray: torch.Tensor, stds, *, second_order: bool = False
 
     The filtering is separable: one horizontal 1-D convolution produces the smoothed, first- and
     second-derivative rows of every scale at once (stacked kernels); one depthwise vertical 1-D
-    convolution of the transposed rows completes them.
+    convolution of the transposed rows completes them. On the CPU the same sums are accumulated
+    as fused multiply-add chains over shifted views, tap by tap (same results, much faster).
 
     Parameters
     ----------
