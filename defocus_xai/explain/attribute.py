@@ -37,7 +37,8 @@ Engines of ``shap_gradient``
     larger passes fall out of the cache and run slower): one forward and one ``autograd.grad`` per pass,
     no per-sample explainer call, no numpy round trip. The gradients run on a private copy of the
     detector with every ``Conv2d -> BatchNorm2d`` pair of an ``nn.Sequential`` folded into one
-    convolution (eval mode: the same function), parameters frozen and ``channels_last`` weights; the copy
+    convolution (eval mode: the same function), parameters frozen, ``channels_last`` weights and in-place
+    ReLUs (kept only where autograd accepts them and the input gradients are unchanged); the copy
     is checked against the detector on the first inputs (else the detector itself is used) and cached
     until the detector's parameters change. ``method_kwargs={"optimize": False}`` switches the copy off.
     ``meta["params"]`` names what was applied.
@@ -488,12 +489,31 @@ def _fast_detector(det: nn.Module, space: str, target, probe: torch.Tensor) -> t
     for p in fast.parameters():
         p.requires_grad_(False)
     applied.append("frozen_parameters")
+    relus = [m for m in fast.modules() if type(m) is nn.ReLU and not m.inplace]
     with torch.no_grad():
         ref = _Explained(det, space, target)(probe)
         got = _Explained(fast, space, target)(probe.contiguous(memory_format=torch.channels_last))
     tol = 1e-4 * (1.0 + float(ref.abs().max()))
     if ref.shape != got.shape or not bool(torch.isfinite(got).all()) or float((ref - got).abs().max()) > tol:
         fast, applied = det, []
+    elif relus:
+        # in-place ReLUs (one activation tensor less to allocate and write per layer): kept only when
+        # autograd accepts them and the input gradients do not change
+        z = probe.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        with torch.enable_grad():
+            (g0,) = torch.autograd.grad(_Explained(fast, space, target)(z).sum(), z)
+            for m in relus:
+                m.inplace = True
+            try:
+                (g1,) = torch.autograd.grad(_Explained(fast, space, target)(z).sum(), z)
+                ok = torch.equal(g0, g1)
+            except RuntimeError:
+                ok = False
+        if ok:
+            applied.append("inplace_relu")
+        else:
+            for m in relus:
+                m.inplace = False
     _FAST_CACHE[det] = (key, fast, applied)
     return fast, applied
 
