@@ -16,8 +16,8 @@ splice-only set of the same seed (every fake is a splice with a ground-truth mas
 
 Usage::
 
-    OMP_NUM_THREADS=2 python bench/science.py                       # defaults: ~10 min on 2 CPU cores
-    python bench/science.py --n-align 320 --n-splice 200 --device cuda --out /tmp/science
+    OMP_NUM_THREADS=1 python bench/science.py                       # defaults: ~14 min on 2 busy CPU cores
+    python bench/science.py --n-align 480 --n-splice 400 --device cuda --out /tmp/science
 
 Writes ``<out>/science.json`` (every number) and prints the Markdown tables that
 ``bench/results_science.md`` reports.
@@ -190,8 +190,8 @@ def tables(r: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n-align", type=int, default=320, help="DefocusSynth samples for (a) (real/fake pairs)")
-    p.add_argument("--n-splice", type=int, default=200, help="splice-only samples for (b) (half are fakes)")
+    p.add_argument("--n-align", type=int, default=240, help="DefocusSynth samples for (a) (real/fake pairs)")
+    p.add_argument("--n-splice", type=int, default=160, help="splice-only samples for (b) (half are fakes)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1, help="held-out DefocusSynth seed (default 1)")
     p.add_argument("--n-shap", type=int, default=50, help="draws / steps of the sampling attribution methods")
