@@ -9,16 +9,17 @@ Typical use::
     fig = dx.plot.defocus_triptych(images[0], result.sparse[0], result.dense[0])
 
 Every public name of the subpackages ``defocus``, ``data``, ``detect``, ``explain`` and ``analysis``
-is re-exported here; figures live in :mod:`defocus_xai.plot` (``dx.plot``). See ``docs/`` for the guide.
+is re-exported here; figures live in :mod:`defocus_xai.plot` (``dx.plot``), the whole demo in
+:func:`defocus_xai.pipeline.run_demo` (``dx.pipeline``). See ``docs/`` for the guide.
 """
 
 from ._version import __version__
-from . import analysis, data, defocus, detect, explain, plot
+from . import analysis, data, defocus, detect, explain, pipeline, plot
 from .analysis import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .defocus import *  # noqa: F401,F403
 from .detect import *  # noqa: F401,F403
 from .explain import *  # noqa: F401,F403
 
-__all__ = ["__version__", "analysis", "data", "defocus", "detect", "explain", "plot",
+__all__ = ["__version__", "analysis", "data", "defocus", "detect", "explain", "pipeline", "plot",
            *defocus.__all__, *data.__all__, *detect.__all__, *explain.__all__, *analysis.__all__]
