@@ -1,7 +1,7 @@
 """MkDocs hooks: pages whose content comes from the repository itself, so it lives in one place.
 
-* ``benchmarks.md`` gets ``bench/RESULTS.md`` appended verbatim; while that file has not been assembled,
-  each ``bench/results_*.md`` instead (in name order); with neither, a line saying so.
+* ``benchmarks.md`` gets ``bench/RESULTS.md`` (the headline table) and then each ``bench/results_*.md``
+  (the per-topic records, in name order) appended verbatim; with none of them, a line saying so.
 * ``cli.md``: the marker ``<!-- cli-reference -->`` is replaced by the ``--help`` text of every
   sub-command of ``defocus-xai``, generated from the argparse parser of the installed package, so the
   page cannot drift from the code.
@@ -19,11 +19,8 @@ HELP_WIDTH = "100"
 
 
 def benchmark_results(bench: Path = BENCH) -> str:
-    """Markdown of the recorded benchmark results (``RESULTS.md``, else every ``results_*.md``)."""
-    results = bench / "RESULTS.md"
-    if results.is_file():
-        return results.read_text(encoding="utf-8")
-    parts = sorted(bench.glob("results_*.md"))
+    """Markdown of the recorded benchmark results: ``RESULTS.md``, then every ``results_*.md``."""
+    parts = [p for p in [bench / "RESULTS.md"] if p.is_file()] + sorted(bench.glob("results_*.md"))
     if not parts:
         return "*No benchmark results are recorded in `bench/` yet.*\n"
     return "\n\n".join(p.read_text(encoding="utf-8").rstrip() + "\n" for p in parts)
