@@ -166,7 +166,7 @@ def create_backbone(name: str, in_chans: int = 3, num_classes: int = 1, **kwargs
         raise TypeError(f"backbone name must be a non-empty string, got {name!r}")
     if kwargs.pop("pretrained", False):
         raise ValueError(
-            "pretrained=True is not supported: defocus_xai never downloads weights; load a checkpoint "
+            "pretrained weights are not supported: defocus_xai never downloads weights; load a checkpoint "
             "with defocus_xai.detect.load_detector instead"
         )
     if name in ("small-cnn", "small_cnn", "smallcnn"):

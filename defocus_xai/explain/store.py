@@ -686,7 +686,8 @@ def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False) 
                 if not pair:
                     raise ValueError(f"{p}: a legacy reference file must be given as the pair (real_file, fake_file) "
                                      "so that labels are known")
-                shards.append(_read_legacy(p, label=pos, family=_family_from_name(p, pos), allow_pickle=True))
+                shards.append(_read_legacy(p, label=pos, family=_family_from_name(p, pos),
+                                           allow_pickle=allow_legacy_pickle))
                 continue
             if not is_ours and pair and "labels" not in headers:
                 # a reference-style pair saved with plain arrays: labels from the position
