@@ -545,22 +545,23 @@ class DefocusEstimator(nn.Module):
                             device=d.device)
         # Cross offsets: centre, x -2, -1, +1, +2, y -2, -1, +1, +2 (clamped at the border).
         steps = torch.tensor([0, -2, -1, 1, 2], device=d.device)
-        xx = (x.view(-1, 1) + steps).clamp_(0, W - 1)                        # (K, 5)
-        yy = (y.view(-1, 1) + steps[1:]).clamp_(0, H - 1)                    # (K, 4)
-        sp = torch.cat([y.view(-1, 1) * W + xx, yy * W + x.view(-1, 1)], 1)  # (K, 9)
-        base = (b * (S * 2 * n_pix)).view(-1, 1, 1) + chan.view(1, 4, 1)    # (K, 4, 1)
-        v = d.reshape(-1).take(base + sp.view(-1, 1, 9))                     # (K, 4, 9)
-        c = v[:, :, 0]
-        dxs = (8.0 * (v[:, :, 3] - v[:, :, 2]) - (v[:, :, 4] - v[:, :, 1])) / 12.0
-        dys = (8.0 * (v[:, :, 7] - v[:, :, 6]) - (v[:, :, 8] - v[:, :, 5])) / 12.0
+        # Offsets first and pixels last, so that every slice below is contiguous.
+        xx = (x.view(1, -1) + steps.view(-1, 1)).clamp_(0, W - 1)            # (5, K)
+        yy = (y.view(1, -1) + steps[1:].view(-1, 1)).clamp_(0, H - 1)        # (4, K)
+        sp = torch.cat([y.view(1, -1) * W + xx, yy * W + x.view(1, -1)], 0)  # (9, K)
+        base = (b * (S * 2 * n_pix)).view(1, 1, -1) + chan.view(1, 4, 1)    # (1, 4, K)
+        v = d.reshape(-1).take(base + sp.view(9, 1, -1))                     # (9, 4, K)
+        c = v[0]
+        dxs = (8.0 * (v[3] - v[2]) - (v[4] - v[1])) / 12.0
+        dys = (8.0 * (v[7] - v[6]) - (v[8] - v[5])) / 12.0
 
         s1, s2 = self.std1, self.std2
         delta = s2 * s2 - s1 * s1
 
         def local(k):
-            ix, iy = c[:, 2 * k], c[:, 2 * k + 1]
-            ixx, iyy = dxs[:, 2 * k], dys[:, 2 * k + 1]
-            ixy = 0.5 * (dys[:, 2 * k] + dxs[:, 2 * k + 1])
+            ix, iy = c[2 * k], c[2 * k + 1]
+            ixx, iyy = dxs[2 * k], dys[2 * k + 1]
+            ixy = 0.5 * (dys[2 * k] + dxs[2 * k + 1])
             m2 = (ix * ix + iy * iy).clamp_min(1e-30)
             inn = (ix * ix * ixx + 2 * ix * iy * ixy + iy * iy * iyy) / m2
             itt = (iy * iy * ixx - 2 * ix * iy * ixy + ix * ix * iyy) / m2
