@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone_features, create_backbone
+from .._torch import module_device
 
 __all__ = ["DefocusDetector", "RGBDetector", "TwoBranchDetector", "normalize_maps"]
 
@@ -55,13 +56,6 @@ def _as_image_batch(images, device=None) -> torch.Tensor:
 
     return as_image_batch(images, device=device)
 
-
-def _module_device(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def _check_maps(maps: torch.Tensor, where: str) -> torch.Tensor:
@@ -163,7 +157,7 @@ class _DetectorBase(nn.Module):
     @property
     def device(self) -> torch.device:
         """The device of the parameters."""
-        return _module_device(self)
+        return module_device(self)
 
     def forward(self, images) -> torch.Tensor:  # noqa: D401 - documented in subclasses
         return self.forward_prepared(*self.prepare(images))

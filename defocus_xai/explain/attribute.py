@@ -80,6 +80,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._torch import module_device
+
 __all__ = ["attribute", "METHODS", "SPACES", "ENGINES", "DEFAULT_N_SAMPLES", "sample_seed", "unwrap",
            "describe_background"]
 
@@ -127,14 +129,6 @@ def unwrap(model: nn.Module) -> nn.Module:
         else:
             break
     return model
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -378,7 +372,7 @@ def attribute(detector: nn.Module, inputs: Any, *, method: str = "shap_gradient"
         raise ValueError(f"batch_size and eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
     kw = dict(method_kwargs or {})
     det = unwrap(detector)
-    device = _device_of(det)
+    device = module_device(det)
     x, from_images = _prepare_inputs(det, inputs, space, inputs_are_maps, device)
     b = x.shape[0]
     idx = list(range(b)) if sample_indices is None else [int(i) for i in sample_indices]
