@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbones import backbone_features, create_backbone
-from .._torch import module_device
+from .._device import module_device
 
 __all__ = ["DefocusDetector", "RGBDetector", "TwoBranchDetector", "normalize_maps"]
 

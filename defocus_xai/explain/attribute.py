@@ -80,7 +80,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._torch import module_device
+from .._device import module_device
 
 __all__ = ["attribute", "METHODS", "SPACES", "ENGINES", "DEFAULT_N_SAMPLES", "sample_seed", "unwrap",
            "describe_background"]

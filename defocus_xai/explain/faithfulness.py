@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attribute import unwrap
-from .._torch import module_device
+from .._device import module_device
 
 __all__ = ["FaithfulnessResult", "CurveSet", "deletion_insertion", "trapezoid_auc", "make_baseline"]
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .attribute import unwrap
-from .._torch import module_device
+from .._device import module_device
 
 __all__ = ["FeatureSet", "extract_features", "FEATURE_SPACES"]
 

@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from .attribute import attribute, unwrap
-from .._torch import module_device
+from .._device import module_device
 
 __all__ = ["randomization_test", "randomizable_layers", "reinitialize_", "rank_correlation"]
 
