@@ -8,14 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from defocus_xai.data.datasets import (
+from defocus_xai.data import (
     CIFAKEDataset,
     FaceForensicsDataset,
     FolderDataset,
     ImageDataset,
+    ImageLoadError,
     collate,
 )
-from defocus_xai.data.io import ImageLoadError
 
 
 def _png(path, value=128, size=(6, 8)):
@@ -364,3 +364,15 @@ def test_image_dataset_direct(tmp_path):
     with pytest.raises(ValueError, match="size"):
         ImageDataset([a], [0], size=0)
     assert "n=1" in repr(ds)
+
+
+def test_fill_composites_transparent_images(tmp_path):
+    rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent
+    p = tmp_path / "real" / "t.png"
+    p.parent.mkdir(parents=True)
+    Image.fromarray(rgba, "RGBA").save(p)
+    assert float(FolderDataset(tmp_path, size=None)[0]["image"].min()) == 1.0  # default fill: white
+    black = FolderDataset(tmp_path, size=None, fill=(0, 0, 0))
+    assert black.fill == (0.0, 0.0, 0.0) and float(black[0]["image"].max()) == 0.0
+    with pytest.raises(ValueError, match="fill"):
+        FolderDataset(tmp_path, fill=(2, 0, 0))

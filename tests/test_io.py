@@ -113,7 +113,7 @@ def test_float_image(tmp_path):
         load_image(big)
 
 
-def test_rgba_composited_over_background(tmp_path):
+def test_rgba_composited_over_fill(tmp_path):
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[..., 0] = 255            # pure red
     rgba[0, 0, 3] = 255           # opaque
@@ -122,19 +122,19 @@ def test_rgba_composited_over_background(tmp_path):
     p = tmp_path / "a.png"
     Image.fromarray(rgba, "RGBA").save(p)
 
-    white = load_image(p)  # default background: white
+    white = load_image(p)  # default fill: white
     np.testing.assert_allclose(white[0, 0], [1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(white[0, 1], [1, 1, 1], atol=1e-6)
     np.testing.assert_allclose(white[1, 0], [1, 0.8, 0.8], atol=1e-6)
 
-    black = load_image(p, background=(0, 0, 0))
+    black = load_image(p, fill=(0, 0, 0))
     np.testing.assert_allclose(black[1, 0], [0.2, 0, 0], atol=1e-6)
     np.testing.assert_allclose(black[0, 1], [0, 0, 0], atol=1e-6)
 
-    grey = load_image(p, background=(0.5, 0.5, 0.5))
+    grey = load_image(p, fill=(0.5, 0.5, 0.5))
     np.testing.assert_allclose(grey[1, 1], [0.2 + 0.8 * 0.5, 0.4, 0.4], atol=1e-6)
 
-    ignored = load_image(p, background=None)  # alpha dropped, stored colour kept (like convert("RGB"))
+    ignored = load_image(p, fill=None)  # alpha dropped, stored colour kept (like convert("RGB"))
     np.testing.assert_allclose(ignored[..., 0], 1.0)
     np.testing.assert_allclose(ignored[..., 1:], 0.0)
 
@@ -157,7 +157,7 @@ def test_palette_with_transparency(tmp_path):
     p = tmp_path / "p.png"
     im.save(p, transparency=1)
     assert Image.open(p).mode == "P"
-    out = load_image(p, background=(0, 0, 0))
+    out = load_image(p, fill=(0, 0, 0))
     np.testing.assert_allclose(out[0], [[1, 0, 0], [0, 0, 0], [0, 0, 1]], atol=1e-6)
     out_w = load_image(p)
     np.testing.assert_allclose(out_w[0, 1], [1, 1, 1], atol=1e-6)
@@ -319,10 +319,12 @@ def test_pillow_warning_range_needs_explicit_limit(tmp_path):
 def test_bad_arguments(tmp_path):
     p = tmp_path / "x.png"
     Image.fromarray(_rng_rgb()).save(p)
-    with pytest.raises(ValueError, match="background"):
-        load_image(p, background=(1, 1))
-    with pytest.raises(ValueError, match="background"):
-        load_image(p, background=(2, 0, 0))
+    with pytest.raises(ValueError, match="fill"):
+        load_image(p, fill=(1, 1))
+    with pytest.raises(ValueError, match="fill"):
+        load_image(p, fill=(2, 0, 0))
+    with pytest.raises(TypeError, match="background"):
+        load_image(p, background=(0, 0, 0))  # the attribution word is not the fill colour
     with pytest.raises(ValueError, match="max_pixels"):
         load_image(p, max_pixels=0)
     with pytest.raises(TypeError):

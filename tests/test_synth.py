@@ -1,6 +1,7 @@
 """DefocusSynth: determinism, ground truth physics, families, pairing, data loading, CLI."""
 
 import csv
+import hashlib
 import os
 
 import numpy as np
@@ -8,12 +9,13 @@ import pytest
 import torch
 
 from defocus_xai.cli import main
+from defocus_xai.data import collate
 from defocus_xai.data.synth import (
     FAMILIES,
     SIGMA_PER_COC,
+    SYNTH_VERSION,
     DefocusSynth,
     ThinLens,
-    collate,
     render_scene,
 )
 
@@ -65,6 +67,26 @@ def test_same_seed_same_sample_and_other_seed_differs():
     s = ds1[3]
     again = render_scene(size=SIZE, family=s["family"], seed=s["seed"], jpeg_quality=s["jpeg_quality"] or None)
     assert torch.equal(s["image"], again["image"])
+
+
+def test_pixels_of_a_seed_are_pinned():
+    """The samples a seed produces are fixed for a SYNTH_VERSION (bundled weights were trained on them).
+
+    If this fails, a change altered the rendered data: bump SYNTH_VERSION (and retrain the bundled
+    detectors) or undo the change. No JPEG, so only numpy / scipy / Pillow resampling are involved.
+    """
+    ds = DefocusSynth(8, size=40, seed=3, jpeg=None)
+    assert ds.sample_families == ["real", "no_dof", "real", "splice", "real", "depth_inconsistent", "real",
+                                  "generator_smoothing"]
+    h = hashlib.sha256()
+    for i in range(len(ds)):
+        s = ds[i]
+        h.update(np.round(s["image"].numpy() * 255).astype(np.uint8).tobytes())
+        h.update(s["mask"].numpy().tobytes())
+        h.update(np.round(s["sigma"].numpy(), 4).astype(np.float32).tobytes())
+        h.update(np.round(s["depth"].numpy(), 4).astype(np.float32).tobytes())
+    assert (SYNTH_VERSION, h.hexdigest()) == (
+        "1.0", "027f6d41b585a58b1f6e78196a3ad9d052455242f4e1a93840bcc461d4be7dac")
 
 
 def test_shapes_dtypes_ranges(scenes):
@@ -164,6 +186,13 @@ def test_default_collate_and_dataloader():
     assert 75 <= int(batch["jpeg_quality"][0]) <= 95
     b2 = collate([render_scene(size=48, seed=1, return_camera=True)] * 2)
     assert b2["sigma"].shape == (2, 1, 48, 48) and isinstance(b2["camera"][0], ThinLens)
+    assert b2["seed"].dtype == torch.int64 and isinstance(b2["layers"][0], list)
+    ours = collate([ds[i] for i in range(4)])
+    for key in ("image", "sigma", "depth", "mask", "label", "index", "seed", "jpeg_quality"):
+        assert torch.equal(ours[key], batch[key]), key
+    assert ours["source_id"] == list(batch["source_id"])
+    with pytest.raises(ValueError, match="empty"):
+        collate([])
 
 
 def test_given_camera_is_used():
@@ -172,6 +201,12 @@ def test_given_camera_is_used():
     assert s["camera"] == cam
     np.testing.assert_allclose(s["sigma"][0].numpy(), cam.sigma_px(s["depth"][0].double().numpy()),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_cli_family_names_match_the_generator():
+    from defocus_xai.cli.synth import _FAMILY_NAMES
+
+    assert _FAMILY_NAMES == FAMILIES
 
 
 def test_cli_writes_images_ground_truth_and_index(tmp_path):

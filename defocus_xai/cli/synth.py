@@ -19,7 +19,7 @@ import csv
 import os
 import tempfile
 
-#: Fake family names (kept here so ``--help`` does not import torch); checked against synth.FAMILIES.
+#: Fake family names (kept here so ``--help`` does not import torch); a test checks them against synth.FAMILIES.
 _FAMILY_NAMES = ("no_dof", "splice", "depth_inconsistent", "generator_smoothing")
 
 

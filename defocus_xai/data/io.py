@@ -1,36 +1,8 @@
-"""Safe image decoding: one function that turns an image file into a float32 RGB array or fails clearly.
+"""Safe image decoding: :func:`load_image` turns an image file into a float32 RGB array or fails clearly.
 
-:func:`load_image` decodes with Pillow and returns a ``(H, W, 3)`` float32 array with values in ``[0, 1]``.
-Every way a file can be unusable (missing, empty, not an image, truncated, corrupt, zero-size, too large,
-values that cannot be mapped to ``[0, 1]``) raises :class:`ImageLoadError`, a :class:`ValueError` that names the
-file and the problem. Nothing here returns a placeholder image, and nothing changes Pillow's global settings
-(``ImageFile.LOAD_TRUNCATED_IMAGES`` stays ``False``; ``Image.MAX_IMAGE_PIXELS`` is only read).
-
-Conversion rules (source mode -> RGB in ``[0, 1]``):
-
-==================  ===================================================================================
-Pillow mode         conversion
-==================  ===================================================================================
-``RGB``             ``/ 255``
-``L``, ``1``        ``/ 255`` (``1``: 0 or 1), replicated to three channels
-``P``, ``PA``       palette expanded; transparency (``info["transparency"]``) becomes alpha, see below
-``RGBA``, ``LA``    straight alpha composited over ``background`` (default white); ``RGBa``/``La``
-                    (premultiplied) are un-premultiplied by Pillow first
-``I;16*``           16-bit grayscale, ``/ 65535`` (full 16-bit precision kept)
-``I``               32-bit integer grayscale: ``/ 65535`` when all values lie in ``[0, 65535]`` (the
-                    16-bit range that PNG/TIFF decoders produce), otherwise an error (no range guessing)
-``F``               32-bit float grayscale: kept as is when all values are finite and in ``[0, 1]``,
-                    otherwise an error
-``CMYK``            Pillow's conversion to RGB (no ICC colour management)
-``YCbCr``, ``LAB``,  Pillow's conversion to RGB
-``HSV``
-==================  ===================================================================================
-
-EXIF orientation is applied (``ImageOps.exif_transpose``), so a photo taken in portrait comes back upright.
-Multi-frame files (animated GIF/PNG/WebP, multi-page TIFF) give their first frame.
-
-Limitation: Pillow decodes 16-bit-per-channel *colour* PNGs to 8 bits per channel, so only 16-bit grayscale
-keeps its extra precision.
+Every way a file can be unusable raises :class:`ImageLoadError`, a ``ValueError`` naming the file and the
+problem; nothing returns a placeholder image, and no Pillow setting is changed. docs/data.md lists the
+conversion of every Pillow mode and every refused case.
 """
 
 from __future__ import annotations
@@ -84,16 +56,17 @@ class ImageLoadError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
-def _check_background(background) -> np.ndarray | None:
-    if background is None:
+def _check_fill(fill) -> np.ndarray | None:
+    """Validate an RGBA fill colour: three floats in [0, 1] (as float32) or ``None``."""
+    if fill is None:
         return None
     try:
-        bg = np.asarray(background, dtype=np.float64).reshape(-1)
+        rgb = np.asarray(fill, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"background must be three floats in [0, 1] or None, got {background!r}") from None
-    if bg.size != 3 or not np.all(np.isfinite(bg)) or np.any(bg < 0) or np.any(bg > 1):
-        raise ValueError(f"background must be three floats in [0, 1] or None, got {background!r}")
-    return bg.astype(np.float32)
+        raise ValueError(f"fill must be three floats in [0, 1] or None, got {fill!r}") from None
+    if rgb.size != 3 or not np.all(np.isfinite(rgb)) or np.any(rgb < 0) or np.any(rgb > 1):
+        raise ValueError(f"fill must be three floats in [0, 1] or None, got {fill!r}")
+    return rgb.astype(np.float32)
 
 
 def _bomb_limit_text() -> str:
@@ -101,8 +74,8 @@ def _bomb_limit_text() -> str:
     return "disabled" if limit is None else f"{2 * int(limit)} pixels"
 
 
-def _to_rgb_float(im: Image.Image, bg: np.ndarray | None, path: str) -> np.ndarray:
-    """Convert a fully loaded Pillow image to (H, W, 3) float32 in [0, 1] following the module's table."""
+def _to_rgb_float(im: Image.Image, fill: np.ndarray | None, path: str) -> np.ndarray:
+    """Convert a fully loaded Pillow image to (H, W, 3) float32 in [0, 1] (the table in docs/data.md)."""
     mode = im.mode
     if mode.startswith("I;16"):
         gray = np.asarray(im).astype(np.float32) / np.float32(65535.0)
@@ -143,9 +116,9 @@ def _to_rgb_float(im: Image.Image, bg: np.ndarray | None, path: str) -> np.ndarr
     if has_alpha:
         rgba = np.asarray(im.convert("RGBA")).astype(np.float32) / np.float32(255.0)
         rgb, alpha = rgba[:, :, :3], rgba[:, :, 3:4]
-        if bg is None:
+        if fill is None:
             return np.ascontiguousarray(rgb)
-        return rgb * alpha + bg.reshape(1, 1, 3) * (np.float32(1.0) - alpha)
+        return rgb * alpha + fill.reshape(1, 1, 3) * (np.float32(1.0) - alpha)
     if mode != "RGB":
         try:
             im = im.convert("RGB")
@@ -158,7 +131,7 @@ def load_image(
     path: str | os.PathLike,
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    background: Sequence[float] | None = (1.0, 1.0, 1.0),
+    fill: Sequence[float] | None = (1.0, 1.0, 1.0),
 ) -> np.ndarray:
     """Decode an image file into an RGB float32 array in ``[0, 1]``, or raise :class:`ImageLoadError`.
 
@@ -173,9 +146,9 @@ def load_image(
         images above twice that limit are refused by Pillow and reported as :class:`ImageLoadError`; Pillow's
         warning for images between one and two times its limit is turned into an error unless the image is
         within an explicitly larger ``max_pixels``.
-    background : sequence of 3 floats in [0, 1] or None, optional
+    fill : sequence of 3 floats in [0, 1] or None, optional
         RGB colour that transparent pixels are composited over (straight alpha:
-        ``rgb * a + background * (1 - a)``). Default white ``(1, 1, 1)``, as an image viewer shows it.
+        ``rgb * a + fill * (1 - a)``). Default white ``(1, 1, 1)``, as an image viewer shows it.
         ``None`` ignores alpha and keeps the stored colour values, as ``PIL.Image.convert("RGB")`` does
         (use it to reproduce pipelines that loaded images that way).
 
@@ -183,7 +156,7 @@ def load_image(
     -------
     numpy.ndarray
         ``(H, W, 3)`` float32, C-contiguous, values in ``[0, 1]``, never NaN, upright per EXIF orientation.
-        8-bit sources are divided by 255, 16-bit grayscale by 65535 (see the module docstring for every mode).
+        8-bit sources are divided by 255, 16-bit grayscale by 65535 (docs/data.md lists every mode).
 
     Raises
     ------
@@ -192,7 +165,7 @@ def load_image(
         height, exceeds ``max_pixels`` or Pillow's decompression-bomb limit, or holds values with no known
         mapping to ``[0, 1]``. ``err.path`` and ``err.reason`` say which file and why.
     ValueError
-        ``background`` or ``max_pixels`` is invalid.
+        ``fill`` or ``max_pixels`` is invalid.
 
     Examples
     --------
@@ -203,17 +176,43 @@ def load_image(
     >>> img.shape, img.dtype, float(img.max())
     ((4, 5, 3), dtype('float32'), 1.0)
     """
-    bg = _check_background(background)
+    rgb_fill = _check_fill(fill)
     if max_pixels is not None:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels <= 0:
             raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
+    spath = _checked_file(path)
+    im, caught = _open(spath)
+    with im:
+        _check_size(im, spath, max_pixels, caught)
+        width, height = im.size
+        try:
+            im.load()  # force the full decode: truncated or corrupt data fails here, not later
+            im = ImageOps.exif_transpose(im)
+            arr = _to_rgb_float(im, rgb_fill, spath)
+        except ImageLoadError:
+            raise
+        except MemoryError as exc:
+            raise ImageLoadError(spath, f"out of memory decoding a {width} x {height} image") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
+                struct.error) as exc:
+            raise ImageLoadError(spath, f"file is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
+
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageLoadError(spath, f"decoded to an unexpected array shape {arr.shape}")
+    # 8/16-bit sources are finite by construction; float sources were checked. Clip rounding noise only.
+    np.clip(arr, 0.0, 1.0, out=arr)
+    return arr
+
+
+def _checked_file(path) -> str:
+    """``path`` as a str naming an existing, non-empty regular file, or :class:`ImageLoadError`."""
     try:
         spath = os.fspath(path)
     except TypeError:
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
     if isinstance(spath, bytes):
         spath = os.fsdecode(spath)
-
     if not os.path.exists(spath):
         raise ImageLoadError(spath, "file not found")
     if os.path.isdir(spath):
@@ -224,7 +223,11 @@ def load_image(
         raise ImageLoadError(spath, f"cannot read file: {exc}") from exc
     if nbytes == 0:
         raise ImageLoadError(spath, "empty file (0 bytes)")
+    return spath
 
+
+def _open(spath: str):
+    """Open the file's header with Pillow: ``(image, caught warnings)`` or :class:`ImageLoadError`."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
@@ -241,42 +244,26 @@ def load_image(
         raise ImageLoadError(spath, f"permission denied: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(spath, f"cannot open image: {type(exc).__name__}: {exc}") from exc
+    return im, caught
 
-    with im:
-        width, height = im.size
-        if width <= 0 or height <= 0:
-            raise ImageLoadError(spath, f"zero-size image ({width} x {height})")
-        npix = int(width) * int(height)
-        if max_pixels is not None and npix > max_pixels:
-            raise ImageLoadError(
-                spath,
-                f"image is {width} x {height} = {npix} pixels, more than max_pixels={int(max_pixels)} "
-                "(possible decompression bomb; raise max_pixels to accept it)",
-            )
-        # Pillow warned (between 1x and 2x its limit): accepted only when the caller raised max_pixels.
-        bomb_warned = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
-        if bomb_warned and max_pixels is None:
-            raise ImageLoadError(
-                spath,
-                f"image is {width} x {height} = {npix} pixels, over Pillow's decompression-bomb threshold "
-                f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; pass max_pixels >= {npix} to accept it",
-            )
-        try:
-            im.load()  # force the full decode: truncated or corrupt data fails here, not later
-            im = ImageOps.exif_transpose(im)
-            arr = _to_rgb_float(im, bg, spath)
-        except ImageLoadError:
-            raise
-        except MemoryError as exc:
-            raise ImageLoadError(spath, f"out of memory decoding a {width} x {height} image") from exc
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError,
-                struct.error) as exc:
-            raise ImageLoadError(spath, f"file is truncated or corrupt: {type(exc).__name__}: {exc}") from exc
 
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ImageLoadError(spath, f"decoded to an unexpected array shape {arr.shape}")
-    # 8/16-bit sources are finite by construction; float sources were checked. Clip rounding noise only.
-    np.clip(arr, 0.0, 1.0, out=arr)
-    return arr
-
+def _check_size(im: Image.Image, spath: str, max_pixels: int | None, caught) -> None:
+    """Refuse zero-size images and images over ``max_pixels`` or Pillow's bomb threshold (header only)."""
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise ImageLoadError(spath, f"zero-size image ({width} x {height})")
+    npix = int(width) * int(height)
+    if max_pixels is not None and npix > max_pixels:
+        raise ImageLoadError(
+            spath,
+            f"image is {width} x {height} = {npix} pixels, more than max_pixels={int(max_pixels)} "
+            "(possible decompression bomb; raise max_pixels to accept it)",
+        )
+    # Pillow warned (between 1x and 2x its limit): accepted only when the caller raised max_pixels.
+    bomb_warned = any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
+    if bomb_warned and max_pixels is None:
+        raise ImageLoadError(
+            spath,
+            f"image is {width} x {height} = {npix} pixels, over Pillow's decompression-bomb threshold "
+            f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; pass max_pixels >= {npix} to accept it",
+        )

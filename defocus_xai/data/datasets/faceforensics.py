@@ -1,0 +1,384 @@
+"""``FaceForensicsDataset``: FaceForensics++ face-crop frames with a video-level split and real/fake pairing.
+
+docs/data.md describes the layout, the split policy and the pairing table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..io import DEFAULT_MAX_PIXELS
+from .base import ImageDataset, _Record
+from .files import IMAGE_EXTENSIONS, _list_images, _natural_key, _normalize_extensions
+
+__all__ = ["FF_METHODS", "FaceForensicsDataset"]
+
+#: The four FaceForensics++ manipulation methods used by default (``FaceShifter`` can be added).
+FF_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+
+_SPLITS = ("train", "val", "test")
+
+
+def _default_split_of(ids: Sequence[str]) -> dict[str, str]:
+    """70/10/20 split of sorted ids: first floor(0.7 n) train, up to floor(0.8 n) val, the rest test."""
+    ids = sorted(ids)
+    n = len(ids)
+    n_train = int(math.floor(0.7 * n + 1e-9))
+    n_trval = int(math.floor(0.8 * n + 1e-9))
+    out = {}
+    for i, vid in enumerate(ids):
+        out[vid] = "train" if i < n_train else ("val" if i < n_trval else "test")
+    return out
+
+
+def _read_split_files(split_files) -> dict[str, list[tuple[str, str]]]:
+    """Official FF++ split lists -> {split: [(a, b), ...]}; accepts a folder or a mapping split -> file/list."""
+    if isinstance(split_files, (str, os.PathLike)):
+        folder = Path(split_files)
+        if not folder.is_dir():
+            raise ValueError(f"split_files {str(folder)!r} is not a folder with train/val/test.json")
+        mapping = {s: folder / f"{s}.json" for s in _SPLITS if (folder / f"{s}.json").is_file()}
+        if not mapping:
+            raise ValueError(f"split_files folder {str(folder)!r} holds none of train.json, val.json, test.json")
+    elif isinstance(split_files, Mapping):
+        mapping = dict(split_files)
+    else:
+        raise TypeError(f"split_files must be a folder path or a dict split -> file or list, "
+                        f"got {type(split_files).__name__}")
+    out: dict[str, list[tuple[str, str]]] = {}
+    for split, src in mapping.items():
+        if split not in _SPLITS:
+            raise ValueError(f"split_files key {split!r} is not one of {_SPLITS}")
+        where = "the list given"
+        if isinstance(src, (str, os.PathLike)):
+            where = repr(os.fspath(src))
+            try:
+                with open(src, encoding="utf-8") as fh:
+                    src = json.load(fh)
+            except FileNotFoundError:
+                raise ValueError(f"split file {where} for {split!r} not found") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"split file {where} is not valid JSON: {exc}") from None
+        pairs = []
+        for entry in src:
+            if isinstance(entry, str) or len(entry) != 2:
+                raise ValueError(f"split file {where}: each entry must be a [target, source] pair, got {entry!r}")
+            pairs.append((str(entry[0]), str(entry[1])))
+        out[split] = pairs
+    seen: dict[str, str] = {}
+    for split, pairs in out.items():
+        for vid in {v for pair in pairs for v in pair}:
+            if vid in seen and seen[vid] != split:
+                raise ValueError(f"split files put video {vid!r} in both {seen[vid]!r} and {split!r}")
+            seen[vid] = split
+    return out
+
+
+class FaceForensicsDataset(ImageDataset):
+    """FaceForensics++ face-crop frames, real and fake, with a video-level split and real/fake pairing.
+
+    Layout under ``root`` (``frames_dir`` is ``"v1faces"`` by default)::
+
+        original_sequences/youtube/<compression>/<frames_dir>/<id>/<frame>.png                 real
+        manipulated_sequences/<Method>/<compression>/<frames_dir>/<target>_<source>/<frame>.png fake
+
+    A fake video ``<target>_<source>`` shows real video ``<target>`` with the face of video ``<source>``
+    (the "donor") put in. So for a fake: ``source_id = <target>`` (the real video it was made from, which a
+    real-vs-fake comparison of the same scene pairs it with), ``video_id = "<Method>/<target>_<source>"``
+    (unique per fake video), ``family = <Method>``; for a real video: ``source_id = video_id = <id>``,
+    ``family = "real"``. The extra table columns (:meth:`to_frame`) are ``method`` (``"real"`` for real),
+    ``frame`` (file name without extension), ``target_id``, ``donor_id`` (``""`` for real) and ``split``.
+
+    Frames: the first ``frames_per_video`` files of each video folder in natural order (``9.png`` before
+    ``10.png``; the same as plain sorting for FF++'s zero-padded names).
+
+    Split policy
+        * ``split_files`` given (the official FF++ ``train.json``/``val.json``/``test.json``, each a list of
+          ``[a, b]`` video-id pairs): split ``S`` holds the real videos named in its pairs and the fake videos
+          ``a_b`` and ``b_a`` of its pairs. Target and donor are therefore always in the same split.
+        * otherwise: the sorted real video ids are cut 70/10/20 (the first ``floor(0.7 n)`` train, up to
+          ``floor(0.8 n)`` val, the rest test), and every fake goes to the split of its *target*. A fake and
+          its real source thus always land in the same split. The reference code instead cut the real and the
+          fake folder lists separately, which can put a fake in train and its own real video in test; ours
+          cannot. The donor's identity may still cross splits (FaceSwap and Deepfakes put the donor's face in
+          the fake): use the official split files when identity leakage matters.
+        * A fake video with no place in the requested split (its target has no real folder, or its pair is
+          in no split file) is left out and reported in :attr:`excluded_videos`, never silently dropped.
+        * ``split=None`` takes every video.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        FaceForensics++ root (holding ``original_sequences/`` and ``manipulated_sequences/``).
+    methods : sequence of str, optional
+        Manipulation methods to include (default :data:`FF_METHODS`; ``()`` gives real videos only). A
+        requested method without a folder is an error that lists the methods present.
+    split : {"train", "val", "test"} or None, optional
+    frames_per_video : int or None, optional
+        Cap on frames per video folder (default 32, as the reference); ``None`` takes all.
+    compression : str, optional
+        ``"raw"``, ``"c23"`` or ``"c40"`` (any folder name works).
+    split_files : folder path or dict, optional
+        Official split lists: a folder holding ``train.json``/``val.json``/``test.json`` or a dict
+        ``{"train": path_or_list, ...}``.
+    frames_dir : str, optional
+        Name of the frame folder level (default ``"v1faces"``).
+    size, on_error, max_pixels, fill, progress, extensions
+        As in :class:`FolderDataset`.
+
+    Attributes
+    ----------
+    excluded_videos : list of (str, str)
+        ``(video folder, reason)`` for every video folder left out for layout reasons (no frames, a name
+        that is not ``<target>_<source>``, no place in the split).
+    skipped : list of (str, str)
+        Unreadable frames (``on_error="skip"``).
+    split_of : dict of str to str
+        Real video id -> ``"train"``, ``"val"`` or ``"test"`` under the split policy in use.
+
+    Examples
+    --------
+    >>> ds = FaceForensicsDataset("/data/FF++", methods=("Deepfakes",), split="test")   # doctest: +SKIP
+    >>> pairs = ds.pair()                                                               # doctest: +SKIP
+    >>> real_item, fake_item = ds[pairs.real_index[0]], ds[pairs.fake_index[0]]        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        methods: Sequence[str] = FF_METHODS,
+        split: str | None = "train",
+        frames_per_video: int | None = 32,
+        compression: str = "raw",
+        split_files: str | os.PathLike | Mapping | None = None,
+        frames_dir: str = "v1faces",
+        size: int | tuple[int, int] | None = 299,
+        on_error: str = "raise",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        fill: Sequence[float] | None = (1.0, 1.0, 1.0),
+        progress: bool = False,
+    ):
+        if split is not None and split not in _SPLITS:
+            raise ValueError(f"split must be one of {_SPLITS} or None, got {split!r}")
+        if frames_per_video is not None:
+            if isinstance(frames_per_video, bool) or int(frames_per_video) <= 0:
+                raise ValueError(f"frames_per_video must be a positive int or None, got {frames_per_video!r}")
+            frames_per_video = int(frames_per_video)
+        if isinstance(methods, str):
+            methods = (methods,)
+        methods = tuple(methods)
+        exts = _normalize_extensions(extensions)
+        root = Path(root)
+        self.root = str(root)
+        self.methods = methods
+        self.split = split
+        self.frames_per_video = frames_per_video
+        self.compression = compression
+        self.excluded_videos: list[tuple[str, str]] = []
+        self._skipped_real: set[tuple[str, str]] = set()
+
+        real_base, method_dirs = _layout_dirs(root, methods, compression, frames_dir)
+        real_ids = sorted((e.name for e in os.scandir(real_base) if e.is_dir() and not e.name.startswith(".")),
+                          key=_natural_key)
+        real_split, fake_split = _split_policy(real_ids, split_files, split)
+        self.split_of = dict(real_split)  # real video id -> split (train/val/test)
+        records = self._real_records(real_base, real_ids, real_split, exts)
+        for m, d in method_dirs.items():
+            records.extend(self._fake_records(m, d, fake_split, exts))
+        if self.excluded_videos:
+            warnings.warn(
+                f"FaceForensicsDataset: left out {len(self.excluded_videos)} video folder(s); see "
+                f".excluded_videos (first: {self.excluded_videos[0][0]!r}: {self.excluded_videos[0][1]})",
+                UserWarning,
+                stacklevel=2,
+            )
+        if not records:
+            raise ValueError(f"no frames found under {str(root)!r} for split={split!r}, methods={list(methods)}, "
+                             f"compression={compression!r}")
+        self._setup(records, size=size, on_error=on_error, max_pixels=max_pixels, fill=fill,
+                    progress=progress)
+
+    def _real_records(self, real_base: Path, real_ids: list, real_split: dict, exts) -> list[_Record]:
+        records: list[_Record] = []
+        for vid in real_ids:
+            s = real_split.get(vid)
+            if self.split is not None and s != self.split:
+                if s is None:
+                    self.excluded_videos.append((str(real_base / vid), "video listed in no split file"))
+                continue
+            records.extend(self._video_records(real_base / vid, exts, label=0, method="real", target=vid,
+                                               donor="", video_id=vid, split=s or ""))
+        return records
+
+    def _fake_records(self, method: str, folder: Path, fake_split, exts) -> list[_Record]:
+        records: list[_Record] = []
+        names = sorted((e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")),
+                       key=_natural_key)
+        for name in names:
+            target, sep, donor = name.partition("_")
+            if not sep or not target or not donor:
+                self.excluded_videos.append((str(folder / name), "folder name is not <target>_<source>"))
+                continue
+            s, why = fake_split(target, donor)
+            if self.split is not None and s != self.split:
+                if s is None:
+                    self.excluded_videos.append((str(folder / name), why))
+                continue
+            records.extend(self._video_records(folder / name, exts, label=1, method=method, target=target,
+                                               donor=donor, video_id=f"{method}/{name}", split=s or ""))
+        return records
+
+    def _after_removal(self, removed_records: list) -> None:
+        self._skipped_real.update((r.video_id, r.extra["frame"]) for r in removed_records if r.label == 0)
+
+    def _video_records(self, folder: Path, exts, *, label, method, target, donor, video_id, split):
+        frames = _list_images(folder, exts, recursive=False)
+        if not frames:
+            self.excluded_videos.append((str(folder), "no frames"))
+            return []
+        if self.frames_per_video is not None:
+            frames = frames[: self.frames_per_video]
+        return [
+            _Record(path=str(f), label=label, source_id=target, family=method, video_id=video_id,
+                    extra={"method": method, "frame": f.stem, "target_id": target, "donor_id": donor,
+                           "split": split})
+            for f in frames
+        ]
+
+    def pair(self, *, require_all: bool = False):
+        """Match every fake frame ``<target>_<source>/<frame>`` to the real frame ``<target>/<frame>``.
+
+        Frames match by file name without extension, and both must be items of this dataset (same split,
+        within ``frames_per_video``, not skipped).
+
+        Parameters
+        ----------
+        require_all : bool, optional
+            Raise when any fake frame has no real partner (default: report them in the table and warn).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per fake frame, in item order, with columns ``fake_index``, ``real_index`` (nullable
+            ``Int64``, ``<NA>`` when unpaired), ``fake_path``, ``real_path`` (``""`` when unpaired),
+            ``method``, ``target_id``, ``donor_id``, ``frame``, ``paired`` (bool) and ``reason`` (``""`` when
+            paired, else why: ``"real video not in dataset"``, ``"frame not in real video"`` or
+            ``"real frame skipped as unreadable"``).
+
+        Raises
+        ------
+        ValueError
+            ``require_all=True`` and some fake frames are unpaired.
+
+        Examples
+        --------
+        >>> pairs = ds.pair()                                        # doctest: +SKIP
+        >>> pairs[pairs.paired].groupby("method").size()             # doctest: +SKIP
+        """
+        import pandas as pd
+
+        rows = self._pair_rows()
+        cols = ["fake_index", "real_index", "fake_path", "real_path", "method", "target_id", "donor_id",
+                "frame", "paired", "reason"]
+        df = pd.DataFrame(rows, columns=cols)
+        df["real_index"] = df["real_index"].astype("Int64")
+        df["fake_index"] = df["fake_index"].astype("int64")
+        df["paired"] = df["paired"].astype(bool)
+        n_un = int((~df["paired"]).sum())
+        if n_un:
+            first = df.loc[~df["paired"]].iloc[0]
+            msg = (f"{n_un} of {len(df)} fake frames have no real partner in this dataset (first: "
+                   f"{first['fake_path']!r}: {first['reason']}); see the 'paired' and 'reason' columns")
+            if require_all:
+                raise ValueError(msg)
+            warnings.warn(msg, UserWarning, stacklevel=2)
+        return df
+
+    def _pair_rows(self) -> list[dict]:
+        """One dict per fake frame: its real partner's index (or ``None``) and why it has none."""
+        real_index: dict[tuple[str, str], int] = {}
+        real_videos = set()
+        for i, r in enumerate(self._records):
+            if r.label == 0:
+                real_index[(r.video_id, r.extra["frame"])] = i
+                real_videos.add(r.video_id)
+        rows = []
+        for i, r in enumerate(self._records):
+            if r.label != 1:
+                continue
+            target, frame = r.extra["target_id"], r.extra["frame"]
+            j = real_index.get((target, frame))
+            reason = ""
+            if j is None:
+                if target not in real_videos:
+                    reason = "real video not in dataset"
+                else:
+                    reason = "frame not in real video"
+                if (target, frame) in self._skipped_real:
+                    reason = "real frame skipped as unreadable"
+            rows.append({
+                "fake_index": i,
+                "real_index": j,
+                "fake_path": r.path,
+                "real_path": self._records[j].path if j is not None else "",
+                "method": r.extra["method"],
+                "target_id": target,
+                "donor_id": r.extra["donor_id"],
+                "frame": frame,
+                "paired": j is not None,
+                "reason": reason,
+            })
+        return rows
+
+
+def _layout_dirs(root: Path, methods: tuple, compression: str, frames_dir: str):
+    """The real frames folder and one frames folder per method; errors name what is missing."""
+    real_base = root / "original_sequences" / "youtube" / compression / frames_dir
+    if not real_base.is_dir():
+        raise ValueError(f"FaceForensics++ real frames folder {str(real_base)!r} not found")
+    manip = root / "manipulated_sequences"
+    method_dirs = {}
+    for m in methods:
+        d = manip / m / compression / frames_dir
+        if not d.is_dir():
+            present = sorted(e.name for e in os.scandir(manip) if e.is_dir()) if manip.is_dir() else []
+            raise ValueError(
+                f"FaceForensics++ method {m!r}: folder {str(d)!r} not found (methods present under "
+                f"{str(manip)!r}: {present})"
+            )
+        method_dirs[m] = d
+    return real_base, method_dirs
+
+
+def _split_policy(real_ids: list, split_files, split: str | None):
+    """``(real video id -> split, fake_split(target, donor) -> (split or None, reason or None))``."""
+    if split_files is None:
+        real_split = _default_split_of(real_ids)
+
+        def fake_split(target, donor):
+            s = real_split.get(target)
+            return s, (None if s else f"target video {target!r} has no real folder to take its split from")
+
+        return real_split, fake_split
+    lists = _read_split_files(split_files)
+    if split is not None and split not in lists:
+        raise ValueError(f"split {split!r} requested but split_files only give {sorted(lists)}")
+    real_split = {v: s for s, pairs in lists.items() for pair in pairs for v in pair}
+    pair_split = {}
+    for s, pairs in lists.items():
+        for a, b in pairs:
+            pair_split[(a, b)] = s
+            pair_split[(b, a)] = s
+
+    def fake_split(target, donor):
+        s = pair_split.get((target, donor))
+        return s, (None if s else "pair not listed in any split file")
+
+    return real_split, fake_split
