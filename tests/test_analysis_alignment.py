@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from defocus_xai.analysis import AlignmentResult, AlignmentSummary, alignment_score, alignment_scores
-from defocus_xai.analysis.alignment import _constrained_derangement
+from defocus_xai.analysis._permutation import constrained_derangement
 
 EPS = 1e-10
 
@@ -36,7 +36,7 @@ def test_alignment_score_matches_reference_transcription():
     fake[0, 0, :4] = [0.0, 0.05, 0.5, 1.0]  # values on bin edges
     for i in range(fake.shape[0]):
         f0, r0, a0 = fake[i].copy(), real[i].copy(), attr[i].copy()
-        res = alignment_score(fake[i], real[i], attr[i])
+        res = alignment_score(attr[i], real_map=real[i], fake_map=fake[i])
         np.testing.assert_array_equal(fake[i], f0)
         np.testing.assert_array_equal(attr[i], a0)
         ov, kl, A, B, edges = reference_alignment(fake[i], real[i], attr[i])
@@ -54,42 +54,42 @@ def test_alignment_score_channels_bins_and_perfect_alignment():
     fake, real, _ = _triples(n=1)
     rng = np.random.default_rng(1)
     a3 = rng.normal(size=(3, 12, 10))
-    res3 = alignment_score(fake[0], real[0], a3, bins=7)
-    res1 = alignment_score(fake[0], real[0], np.abs(a3).sum(axis=0), bins=7)
+    res3 = alignment_score(a3, real_map=real[0], fake_map=fake[0], bins=7)
+    res1 = alignment_score(np.abs(a3).sum(axis=0), real_map=real[0], fake_map=fake[0], bins=7)
     assert res3.overlap == pytest.approx(res1.overlap) and res3.hist_attr.shape == (7,)
-    perfect = alignment_score(fake[0], real[0], 3.0 * np.abs(fake[0] - real[0]))
+    perfect = alignment_score(3.0 * np.abs(fake[0] - real[0]), real_map=real[0], fake_map=fake[0])
     assert perfect.overlap == pytest.approx(1.0) and perfect.kl == pytest.approx(0.0, abs=1e-9)
     # value_range=None bins over the fake's own range
-    res_none = alignment_score(fake[0] * 4, real[0] * 4, a3, value_range=None)
+    res_none = alignment_score(a3, real_map=real[0] * 4, fake_map=fake[0] * 4, value_range=None)
     assert 0.0 <= res_none.overlap <= 1.0
 
 
 def test_alignment_score_degenerate_and_invalid_inputs_raise():
     fake, real, attr = _triples(n=1)
     with pytest.raises(ValueError, match="fake - real"):
-        alignment_score(fake[0], fake[0], attr[0])
+        alignment_score(attr[0], real_map=fake[0], fake_map=fake[0])
     with pytest.raises(ValueError, match="attribution is zero"):
-        alignment_score(fake[0], real[0], np.zeros_like(attr[0]))
+        alignment_score(np.zeros_like(attr[0]), real_map=real[0], fake_map=fake[0])
     with pytest.raises(ValueError, match="outside value_range"):
-        alignment_score(fake[0] + 2.0, real[0], attr[0])
-    ok = alignment_score(fake[0] + 2.0, real[0], attr[0], normalize=True)
+        alignment_score(attr[0], real_map=real[0], fake_map=fake[0] + 2.0)
+    ok = alignment_score(attr[0], real_map=real[0], fake_map=fake[0] + 2.0, normalize=True)
     assert 0.0 <= ok.overlap <= 1.0
-    with pytest.raises(ValueError, match=r"\(12, 10\).*\(12, 9\)"):
-        alignment_score(fake[0], real[0][:, :9], attr[0])
+    with pytest.raises(ValueError, match=r"real_map has shape \(12, 9\).*fake_map has shape \(12, 10\)"):
+        alignment_score(attr[0], real_map=real[0][:, :9], fake_map=fake[0])
 
 
 def test_alignment_scores_per_sample_summary_and_ci():
     fake, real, attr = _triples(n=10)
-    s = alignment_scores(fake, real, attr, n_boot=500, n_permutations=30)
+    s = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=500, n_permutations=30)
     assert isinstance(s, AlignmentSummary)
     ref = np.array([reference_alignment(fake[i], real[i], attr[i])[0] for i in range(10)])
     np.testing.assert_allclose(s.per_sample["overlap"], ref, atol=1e-12)
     assert s.mean_overlap == pytest.approx(ref.mean()) and s.std_overlap == pytest.approx(ref.std(ddof=1))
     assert s.ci_low <= s.mean_overlap <= s.ci_high
     assert s.kl_ci_low <= s.mean_kl <= s.kl_ci_high
-    assert (s.n_samples, s.n_units, s.n_skipped) == (10, 10, 0)
+    assert (s.n, s.n_units, s.n_skipped) == (10, 10, 0)
     g = np.repeat(["v0", "v1", "v2", "v3", "v4"], 2)
-    sg = alignment_scores(fake, real, attr, groups=g, n_boot=500, n_permutations=30)
+    sg = alignment_scores(attr, real_maps=real, fake_maps=fake, groups=g, n_boot=500, n_permutations=30)
     assert sg.n_units == 5 and list(sg.per_sample["group"]) == list(g)
     assert sg.mean_overlap == pytest.approx(s.mean_overlap)
     d = sg.to_dict(include_per_sample=True)
@@ -114,12 +114,12 @@ def test_permutation_baseline_random_vs_aligned_attributions():
     pvals = []
     for k in range(10):
         fake, real, attr = _triples(n=24, seed=10 + k)
-        rand = alignment_scores(fake, real, attr, n_boot=20, n_permutations=99, seed=k)
+        rand = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=20, n_permutations=99, seed=k)
         assert abs(rand.mean_overlap - rand.baseline_mean_overlap) < 0.05
         pvals.append(rand.p_value)
     assert sum(p < 0.05 for p in pvals) <= 2 and 0.25 < np.mean(pvals) < 0.75
     diff = np.abs(fake - real)
-    aligned = alignment_scores(fake, real, diff, n_boot=200, n_permutations=99, seed=0)
+    aligned = alignment_scores(diff, real_maps=real, fake_maps=fake, n_boot=200, n_permutations=99, seed=0)
     assert aligned.mean_overlap == pytest.approx(1.0)
     assert aligned.baseline_mean_overlap < 0.99
     assert aligned.p_value == pytest.approx(1 / 100)
@@ -128,9 +128,9 @@ def test_permutation_baseline_random_vs_aligned_attributions():
 
 def test_permutation_baseline_two_samples_is_the_swap():
     fake, real, attr = _triples(n=2, seed=3)
-    s = alignment_scores(fake, real, attr, n_boot=50, n_permutations=5)
-    swap = np.mean([alignment_score(fake[0], real[0], attr[1]).overlap,
-                    alignment_score(fake[1], real[1], attr[0]).overlap])
+    s = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=50, n_permutations=5)
+    swap = np.mean([alignment_score(attr[1], real_map=real[0], fake_map=fake[0]).overlap,
+                    alignment_score(attr[0], real_map=real[1], fake_map=fake[1]).overlap])
     np.testing.assert_allclose(s.baseline_means, swap, atol=1e-6)
 
 
@@ -138,23 +138,25 @@ def test_derangement_respects_groups_and_infeasible_groups_raise():
     rng = np.random.default_rng(0)
     codes = np.repeat(np.arange(10), 4)
     for _ in range(20):
-        p = _constrained_derangement(codes, rng)
+        p = constrained_derangement(codes, rng)
         assert sorted(p) == list(range(40)) and np.all(codes[p] != codes)
-    p = _constrained_derangement(np.arange(7), rng)
+    p = constrained_derangement(np.arange(7), rng)
     assert np.all(p != np.arange(7))
     fake, real, attr = _triples(n=6)
     with pytest.raises(ValueError, match="largest group"):
-        alignment_scores(fake, real, attr, groups=[0, 0, 0, 0, 1, 2], n_boot=10)
+        alignment_scores(attr, real_maps=real, fake_maps=fake, groups=[0, 0, 0, 0, 1, 2], n_boot=10)
 
 
 def test_alignment_scores_degenerate_skip_or_raise():
     fake, real, attr = _triples(n=5)
     attr[2] = 0.0
     with pytest.raises(ValueError, match="sample 2"):
-        alignment_scores(fake, real, attr, n_boot=10, n_permutations=0)
-    s = alignment_scores(fake, real, attr, n_boot=10, n_permutations=10, on_degenerate="skip")
+        alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0)
+    s = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=10,
+                         on_degenerate="skip")
     assert s.n_skipped == 1 and s.skipped == (2,) and 2 not in set(s.per_sample["sample"])
-    none = alignment_scores(fake, real, attr, n_boot=10, n_permutations=0, on_degenerate="skip")
+    none = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0,
+                            on_degenerate="skip")
     assert none.p_value is None and none.baseline_mean_overlap is None and none.baseline_means.size == 0
     with pytest.raises(ValueError, match="attributions has shape"):
-        alignment_scores(fake, real, attr[:4])
+        alignment_scores(attr[:4], real_maps=real, fake_maps=fake)

@@ -52,7 +52,7 @@ def test_separability_high_for_blobs_and_chance_for_shuffled_labels():
     res = separability(x, y, k=5, seed=0)
     assert isinstance(res, SeparabilityResult)
     assert res.knn_accuracy == 1.0 and res.silhouette > 0.7
-    assert res.chance_accuracy == 0.5 and res.n_samples == 80 and res.n_classes == 2
+    assert res.chance_accuracy == 0.5 and res.n == 80 and res.n_classes == 2
     # one blob, random labels: nothing to separate
     rng = np.random.default_rng(1)
     z = rng.normal(size=(200, 5))

@@ -94,7 +94,7 @@ def test_localization_scores_table_skips_and_groups():
         s = localization_scores(attrs, masks, groups=[0, 0, 1, 1, 2, 2, 3, 3], n_boot=200)
     np.testing.assert_array_equal(attrs, before)
     assert isinstance(s, LocalizationSummary)
-    assert s.n_samples == 6 and s.n_skipped == 2 and s.n_units == 3
+    assert s.n == 6 and s.n_skipped == 2 and s.n_units == 3
     assert dict(zip(s.skipped["sample"], s.skipped["reason"])) == {6: "empty_mask", 7: "constant_attribution"}
     for _, row in s.per_sample.iterrows():
         i = int(row["sample"])

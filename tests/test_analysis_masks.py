@@ -68,34 +68,35 @@ def test_binary_mask_by_hand():
     fake = np.array([[0.0, 0.50, 1.0], [0.2, 0.30, 0.9]])
     real = np.array([[0.0, 0.35, 1.0], [0.2, 0.45, 0.7]])
     # |diff| = [[0, .15, 0], [0, .15, .2]] -> > 0.1 at three pixels; > 0.16 at one
-    m = binary_mask(fake, real, threshold=0.1, normalize=False)
+    m = binary_mask(real_map=real, fake_map=fake, threshold=0.1, normalize=False)
     np.testing.assert_array_equal(m, [[False, True, False], [False, True, True]])
-    assert binary_mask(fake, real, threshold=0.16, normalize=False).sum() == 1
+    assert binary_mask(real_map=real, fake_map=fake, threshold=0.16, normalize=False).sum() == 1
     # normalization: both already span [0, 1] -> same result
-    np.testing.assert_array_equal(binary_mask(fake, real, threshold=0.1), m)
+    np.testing.assert_array_equal(binary_mask(real_map=real, fake_map=fake, threshold=0.1), m)
     # scaled fake: normalize removes the scale, raw does not
-    assert binary_mask(fake * 10, real, threshold=0.1).sum() == 3
-    assert binary_mask(fake * 10, real, threshold=0.1, normalize=False).sum() == 5
+    assert binary_mask(real_map=real, fake_map=fake * 10, threshold=0.1).sum() == 3
+    assert binary_mask(real_map=real, fake_map=fake * 10, threshold=0.1, normalize=False).sum() == 5
 
 
 def test_binary_mask_shape_mismatch_names_shapes():
-    with pytest.raises(ValueError, match=r"\(4, 4\).*\(4, 5\)"):
-        binary_mask(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match=r"real_map has shape \(4, 5\).*fake_map has shape \(4, 4\)"):
+        binary_mask(real_map=np.zeros((4, 5)), fake_map=np.zeros((4, 4)))
 
 
 # ---------------------------------------------------------------- pairing
 
 def test_pair_by_source_and_frames():
-    p = pair_by_source(["v2", "v1", "v3"], ["v1", "v2"], warn_unmatched=False)
+    p = pair_by_source(real_ids=["v1", "v2"], fake_ids=["v2", "v1", "v3"], warn_unmatched=False)
     np.testing.assert_array_equal(p, [[0, 1], [1, 0]])
     with pytest.warns(UserWarning, match="1 of 3"):
-        pair_by_source(["v2", "v1", "v3"], ["v1", "v2"])
+        pair_by_source(real_ids=["v1", "v2"], fake_ids=["v2", "v1", "v3"])
     with pytest.raises(ValueError, match="ambiguous"):
-        pair_by_source(["v1"], ["v1", "v1"])
-    p = pair_by_source(["a", "a", "b"], ["b", "a", "a"], fake_frames=[1, 0, 0], real_frames=[0, 0, 1])
+        pair_by_source(real_ids=["v1", "v1"], fake_ids=["v1"])
+    p = pair_by_source(real_ids=["b", "a", "a"], fake_ids=["a", "a", "b"], real_frames=[0, 0, 1],
+                       fake_frames=[1, 0, 0])
     np.testing.assert_array_equal(p, [[0, 2], [1, 1], [2, 0]])
     with pytest.raises(ValueError, match="both sides"):
-        pair_by_source(["a"], ["a"], fake_frames=[0])
+        pair_by_source(real_ids=["a"], fake_ids=["a"], fake_frames=[0])
 
 
 # ---------------------------------------------------------------- mask_activation
@@ -118,7 +119,8 @@ def test_mask_activation_matches_hand_counts_with_source_pairing():
     ids_fake = ids_real[order]
     real_before, fake_before = real.copy(), fake.copy()
     thr = (0.1, 0.01)
-    df = mask_activation(fake, real, thresholds=thr, fake_ids=ids_fake, real_ids=ids_real, n_boot=200)
+    df = mask_activation(real_maps=real, fake_maps=fake, thresholds=thr, real_ids=ids_real, fake_ids=ids_fake,
+                         n_boot=200)
     np.testing.assert_array_equal(real, real_before)
     np.testing.assert_array_equal(fake, fake_before)
     assert list(df.columns) == ["threshold", "method", "n_pairs", "n_units", "mean", "std", "min", "max",
@@ -134,7 +136,7 @@ def test_mask_activation_matches_hand_counts_with_source_pairing():
         assert row["ci_low"] <= row["mean"] <= row["ci_high"]
     assert df.attrs["pairing"] == "source_id" and df.attrs["n_pixels"] == 42
     # the same with explicit pairs
-    df2 = mask_activation(fake, real, thresholds=thr, pairs=np.array(pairs), n_boot=200)
+    df2 = mask_activation(real_maps=real, fake_maps=fake, thresholds=thr, pairs=np.array(pairs), n_boot=200)
     pd.testing.assert_frame_equal(df[["mean", "min", "max", "median"]], df2[["mean", "min", "max", "median"]])
 
 
@@ -142,9 +144,10 @@ def test_mask_activation_index_pairing_is_opt_in_and_warned():
     rng = np.random.default_rng(2)
     fake, real = rng.random((3, 5, 5)), rng.random((3, 5, 5))
     with pytest.raises(ValueError, match="allow_index_pairing"):
-        mask_activation(fake, real)
+        mask_activation(real_maps=real, fake_maps=fake)
     with pytest.warns(UserWarning, match="unrelated"):
-        df = mask_activation(fake, real, thresholds=(0.1,), allow_index_pairing=True, n_boot=50)
+        df = mask_activation(real_maps=real, fake_maps=fake, thresholds=(0.1,), allow_index_pairing=True,
+                             n_boot=50)
     assert df.attrs["pairing"] == "index"
     assert df.loc[0, "mean"] == pytest.approx(_hand_counts(fake, real, [(0, 0), (1, 1), (2, 2)], 0.1).mean())
 
@@ -156,23 +159,23 @@ def test_mask_activation_groups_methods_frames_and_errors():
     vid = ["a", "a", "b", "b"]
     frame = [0, 1, 0, 1]
     methods = ["DF"] * 4 + ["FS"] * 4
-    df = mask_activation(fake, real, thresholds=(0.1,), fake_ids=vid * 2, real_ids=vid,
-                         fake_frames=frame * 2, real_frames=frame, methods=methods,
+    df = mask_activation(real_maps=real, fake_maps=fake, thresholds=(0.1,), real_ids=vid, fake_ids=vid * 2,
+                         real_frames=frame, fake_frames=frame * 2, methods=methods,
                          groups=["df_a", "df_a", "df_b", "df_b", "fs_a", "fs_a", "fs_b", "fs_b"], n_boot=100)
     assert list(df["method"]) == ["DF", "FS"]
     assert list(df["n_pairs"]) == [4, 4] and list(df["n_units"]) == [2, 2]
     assert df.attrs["pairing"] == "frame"
     # default groups are the source ids: 2 videos
-    df_default = mask_activation(fake[:4], real, thresholds=(0.1,), fake_ids=vid, real_ids=vid,
-                                 fake_frames=frame, real_frames=frame, n_boot=50)
+    df_default = mask_activation(real_maps=real, fake_maps=fake[:4], thresholds=(0.1,), real_ids=vid,
+                                 fake_ids=vid, real_frames=frame, fake_frames=frame, n_boot=50)
     assert df_default.loc[0, "n_units"] == 2
     # ambiguous without frames
     with pytest.raises(ValueError, match="ambiguous"):
-        mask_activation(fake[:4], real, fake_ids=vid, real_ids=vid)
+        mask_activation(real_maps=real, fake_maps=fake[:4], real_ids=vid, fake_ids=vid)
     # unmatched fakes are reported
     with pytest.warns(UserWarning, match="no matching real"):
-        df_u = mask_activation(real[:2], real[:1], thresholds=(0.1,), fake_ids=["x", "y"], real_ids=["x"],
-                               n_boot=20)
+        df_u = mask_activation(real_maps=real[:1], fake_maps=real[:2], thresholds=(0.1,), real_ids=["x"],
+                               fake_ids=["x", "y"], n_boot=20)
     assert df_u.attrs["n_unmatched"] == 1 and df_u.loc[0, "n_pairs"] == 1
-    with pytest.raises(ValueError, match=r"\(6, 6\).*\(5, 5\)"):
-        mask_activation(fake, rng.random((4, 5, 5)), allow_index_pairing=True)
+    with pytest.raises(ValueError, match=r"real_maps has maps of shape \(5, 5\).*fake_maps has \(6, 6\)"):
+        mask_activation(real_maps=rng.random((4, 5, 5)), fake_maps=fake, allow_index_pairing=True)

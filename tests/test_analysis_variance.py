@@ -81,7 +81,7 @@ def test_variance_test_matches_scipy_and_direct_effect_sizes():
     real = rng.random((30, 20, 20))
     fake = ndimage.uniform_filter(rng.random((25, 20, 20)), size=(1, 3, 3))
     before = real.copy()
-    res = variance_test(real, fake, window=5, n_boot=500, seed=1)
+    res = variance_test(real_maps=real, fake_maps=fake, window=5, n_boot=500, seed=1)
     np.testing.assert_array_equal(real, before)
     vr = _direct(_minmax(real), 5).mean(axis=(1, 2))
     vf = _direct(_minmax(fake), 5).mean(axis=(1, 2))
@@ -102,10 +102,10 @@ def test_variance_test_matches_scipy_and_direct_effect_sizes():
     d = res.to_dict()
     assert d["ks_statistic"] == res.ks_statistic and len(d["values_fake"]) == 25
     assert "values_real" not in res.to_dict(include_values=False)
-    less = variance_test(real, fake, window=5, n_boot=50, alternative="less")
+    less = variance_test(real_maps=real, fake_maps=fake, window=5, n_boot=50, alternative="less")
     assert less.p_value == pytest.approx(stats.ks_2samp(vr, vf, alternative="less").pvalue)
     with pytest.raises(ValueError, match="alternative"):
-        variance_test(real, fake, alternative="bigger")
+        variance_test(real_maps=real, fake_maps=fake, alternative="bigger")
 
 
 def test_variance_test_groups():
@@ -113,14 +113,14 @@ def test_variance_test_groups():
     real = rng.random((24, 16, 16))
     fake = rng.random((24, 16, 16)) ** 2
     g = np.repeat(np.arange(6), 4)  # 6 videos x 4 frames
-    res = variance_test(real, fake, window=3, groups_real=g, groups_fake=g, n_boot=300)
+    res = variance_test(real_maps=real, fake_maps=fake, window=3, real_groups=g, fake_groups=g, n_boot=300)
     assert (res.n_units_real, res.n_units_fake) == (6, 6)
     gm_r = res.values_real.reshape(6, 4).mean(axis=1)
     gm_f = res.values_fake.reshape(6, 4).mean(axis=1)
     gks = stats.ks_2samp(gm_r, gm_f)
     assert res.group_ks_statistic == pytest.approx(gks.statistic)
     assert res.group_p_value == pytest.approx(gks.pvalue)
-    plain = variance_test(real, fake, window=3, n_boot=300)
+    plain = variance_test(real_maps=real, fake_maps=fake, window=3, n_boot=300)
     assert res.ks_statistic == plain.ks_statistic
     assert isinstance(res, VarianceTestResult)
 
@@ -132,7 +132,7 @@ def test_group_ks_is_not_inflated_by_duplicated_frames():
     real = np.repeat(base_r, 4, axis=0) + rng.normal(0, 1e-6, (32, 16, 16))
     fake = np.repeat(base_f, 4, axis=0) + rng.normal(0, 1e-6, (32, 16, 16))
     g = np.repeat(np.arange(8), 4)
-    res = variance_test(real, fake, window=3, groups_real=g, groups_fake=g, n_boot=200)
+    res = variance_test(real_maps=real, fake_maps=fake, window=3, real_groups=g, fake_groups=g, n_boot=200)
     assert res.group_ks_statistic == pytest.approx(res.ks_statistic)
     assert res.group_p_value > res.p_value  # same D, 8 units instead of 32 frames
     assert (res.n_units_real, res.n_real) == (8, 32)

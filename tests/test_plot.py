@@ -1,7 +1,6 @@
 """dx.plot: every figure function on small synthetic inputs (Agg backend, no figure left open)."""
 
 import os
-import warnings
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -13,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from defocus_xai import analysis as A  # noqa: E402
 from defocus_xai import plot as P  # noqa: E402
-from defocus_xai.plot import style  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -38,7 +37,7 @@ def _cbar_labels(fig):
 
 def test_public_api_and_rcparams_untouched():
     before = dict(matplotlib.rcParams)
-    fig = P.variance_pair(RNG.random((16, 16)), RNG.random((16, 16)), window=3)
+    fig = P.variance_pair(real_map=RNG.random((16, 16)), fake_map=RNG.random((16, 16)), window=3)
     _close(fig)
     assert matplotlib.rcParams["font.size"] == before["font.size"]
     for name in P.__all__:
@@ -76,14 +75,14 @@ def test_mask_triptych_counts_in_title():
     real = RNG.random((16, 16))
     fake = real.copy()
     fake[:4, :4] = 1.0 - fake[:4, :4] + 2.0
-    fig = P.mask_triptych(fake, real, threshold=0.1, normalize=False)
+    fig = P.mask_triptych(real_map=real, fake_map=fake, threshold=0.1, normalize=False)
     assert len(fig.axes) == 4
     n = int((np.abs(fake - real) > 0.1).sum())
     assert f"{n:,} px" in fig.axes[2].get_title()
     assert fig.axes[0].images[0].get_clim() == fig.axes[1].images[0].get_clim()
     assert _cbar_labels(fig) == ["sigma (px)"]
     _close(fig)
-    fig = P.mask_triptych(fake, real)
+    fig = P.mask_triptych(real_map=real, fake_map=fake)
     assert _cbar_labels(fig) == ["normalized defocus"]
     _close(fig)
 
@@ -113,17 +112,17 @@ def test_activation_curve_reversed_log_axis():
 
 
 def test_activation_curve_from_analysis():
-    A = pytest.importorskip("defocus_xai.analysis")
     real = RNG.random((4, 12, 12))
     fake = real + 0.2 * RNG.random((4, 12, 12))
-    df = A.mask_activation(fake, real, fake_ids=list("abcd"), real_ids=list("abcd"), n_boot=50)
+    df = A.mask_activation(real_maps=real, fake_maps=fake, real_ids=list("abcd"), fake_ids=list("abcd"),
+                           n_boot=50)
     fig = P.activation_curve(df)
     assert "of 144" in fig.axes[0].get_ylabel()
     _close(fig)
 
 
 def test_variance_pair_shared_scale():
-    fig = P.variance_pair(RNG.random((24, 24)), RNG.random((24, 24)), window=5)
+    fig = P.variance_pair(real_map=RNG.random((24, 24)), fake_map=RNG.random((24, 24)), window=5)
     assert len(fig.axes) == 3
     assert fig.axes[0].images[0].get_clim() == fig.axes[1].images[0].get_clim()
     assert "local variance" in _cbar_labels(fig)[0]
@@ -135,9 +134,8 @@ def test_variance_distributions_from_result_and_arrays():
     fig = P.variance_distributions(real_values=RNG.normal(1, 0.1, 30), fake_values=RNG.normal(1.2, 0.1, 30))
     assert len(fig.axes) == 2 and "KS D" in fig.get_suptitle()
     _close(fig)
-    A = pytest.importorskip("defocus_xai.analysis")
-    res = A.variance_test(RNG.random((6, 16, 16)), RNG.random((6, 16, 16)), window=3, n_boot=50,
-                          groups_real=list("aabbcc"), groups_fake=list("ddeeff"))
+    res = A.variance_test(real_maps=RNG.random((6, 16, 16)), fake_maps=RNG.random((6, 16, 16)), window=3,
+                          n_boot=50, real_groups=list("aabbcc"), fake_groups=list("ddeeff"))
     fig = P.variance_distributions(res, kind="ecdf")
     assert len(fig.axes) == 1
     assert f"D = {res.ks_statistic:.3f}" in fig.get_suptitle() and "per group" in fig.get_suptitle()
@@ -159,19 +157,19 @@ def test_embedding_scatter_title_numbers():
 
 
 def test_alignment_histogram_and_comparison():
-    A = pytest.importorskip("defocus_xai.analysis")
     real = RNG.random((6, 16, 16))
     fake = real.copy()
     fake[:, 4:8, 4:8] *= 0.2
     attr = np.abs(fake - real) + 0.01 * RNG.random((6, 16, 16))
-    r = A.alignment_score(fake[0], real[0], attr[0])
+    r = A.alignment_score(attr[0], real_map=real[0], fake_map=fake[0])
     fig = P.alignment_histogram(r, yscale="log")
     t = fig.axes[0].get_title()
     assert f"overlap {r.overlap:.3f}" in t and f"KL {r.kl:.3f}" in t
     assert len(fig.axes[0].patches) == 2 * (len(r.bin_edges) - 1)
     _close(fig)
-    s1 = A.alignment_scores(fake, real, attr, n_boot=50, n_permutations=10)
-    s2 = A.alignment_scores(fake, real, RNG.random((6, 16, 16)), n_boot=50, n_permutations=10)
+    s1 = A.alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=50, n_permutations=10)
+    s2 = A.alignment_scores(RNG.random((6, 16, 16)), real_maps=real, fake_maps=fake, n_boot=50,
+                            n_permutations=10)
     for kind in ("strip", "bars"):
         fig = P.alignment_comparison({"defocus": s1, "rgb": s2}, kind=kind)
         assert "95% CI" in fig.axes[0].get_title()
@@ -232,7 +230,6 @@ def test_curves_and_randomization():
 
 
 def test_localization_from_summary():
-    A = pytest.importorskip("defocus_xai.analysis")
     m = np.zeros((4, 12, 12))
     m[:, 3:6, 3:6] = 1
     s = A.localization_scores(m * 2 + RNG.random((4, 12, 12)), m, n_boot=50)
@@ -242,60 +239,38 @@ def test_localization_from_summary():
     _close(fig)
 
 
+def test_mask_triptych_draws_the_analysis_mask_and_sides_are_keyword_only():
+    real = RNG.random((12, 12)) * 3
+    fake = real.copy()
+    fake[2:6, 2:6] = RNG.random((4, 4))
+    fig = P.mask_triptych(real_map=real, fake_map=fake, threshold=0.05)
+    expected = A.binary_mask(real_map=real, fake_map=fake, threshold=0.05)
+    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), expected.astype(float))
+    assert f"{int(expected.sum()):,} px" in fig.axes[2].get_title()
+    _close(fig)
+    with pytest.raises(TypeError, match="positional"):
+        P.mask_triptych(real, fake)
+    with pytest.raises(TypeError, match="positional"):
+        P.variance_pair(real, fake)
+
+
+def test_plot_modules_import_neither_explain_nor_pipeline():
+    import ast
+    import pathlib
+
+    for path in pathlib.Path(P.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = "." * node.level + (node.module or "")
+                assert not mod.lstrip(".").startswith(("explain", "pipeline", "detect", "cli")), (path.name, mod)
+                assert not mod.startswith(("defocus_xai.explain", "defocus_xai.pipeline")), (path.name, mod)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith(("defocus_xai.explain", "defocus_xai.pipeline", "torch"))
+                               for a in node.names), path.name
+
+
 def test_draws_into_given_axes():
     fig, axs = plt.subplots(1, 3)
-    out = P.mask_triptych(RNG.random((8, 8)), RNG.random((8, 8)), axes=axs)
+    out = P.mask_triptych(real_map=RNG.random((8, 8)), fake_map=RNG.random((8, 8)), axes=axs)
     assert out is fig
     _close(fig)
-
-
-def _write_store(path, with_ids=True, n=3, h=24, minimal=False):
-    store = pytest.importorskip("defocus_xai.explain.store")
-    real = RNG.random((n, h, h))
-    fake = real.copy()
-    masks = np.zeros((n, h, h), np.uint8)
-    masks[:, 4:12, 6:14] = 1
-    fake[masks > 0] *= 0.3
-    dm = np.concatenate([real, fake]).astype(np.float32)
-    arrays = dict(
-        dmaps=dm,
-        labels=np.r_[np.zeros(n), np.ones(n)].astype(np.int8),
-        defocus_shaps=(np.abs(dm - np.concatenate([real, real])) + 0.01 * RNG.random(dm.shape)).astype(np.float32),
-        rgb_shaps=RNG.normal(0, 0.1, (2 * n, 3, h + 8, h + 8)).astype(np.float32),
-        paths=np.array([f"r{i}.png" for i in range(n)] + [f"f{i}.png" for i in range(n)]),
-        families=np.array(["real"] * n + ["Deepfakes"] * n),
-        features=RNG.normal(size=(2 * n, 4)).astype(np.float32),
-        gt_masks=np.concatenate([np.zeros_like(masks), masks]),
-    )
-    if minimal:
-        for k in ("features", "gt_masks", "rgb_shaps", "defocus_shaps"):
-            del arrays[k]
-    if with_ids:
-        arrays["source_ids"] = np.array([f"v{i}" for i in range(n)] * 2)
-    return store.write_shard(path, arrays)
-
-
-def test_paper_figures_writes_every_listed_file(tmp_path):
-    p = _write_store(tmp_path / "store.npz")
-    out = P.paper_figures(p, tmp_path / "figs", formats=("png", "pdf"), max_examples=1, n_boot=20,
-                          n_permutations=5, embed_method="pca", dpi=60)
-    assert all(f.exists() and f.stat().st_size > 0 for f in out)
-    names = {f.name for f in out}
-    for stem in ("mask_triptych_0", "activation_curve", "variance_pair_0", "variance_distributions", "embedding",
-                 "alignment_histogram_0", "alignment_comparison", "attribution_0", "localization"):
-        assert f"{stem}.png" in names and f"{stem}.pdf" in names, stem
-    index = (tmp_path / "figs" / "figures.md").read_text()
-    assert out[-1].name == "figures.md"
-    for f in out[:-1]:
-        assert f.name in index
-    assert "source id" in index and "Numbers:" in index
-
-
-def test_paper_figures_index_pairing_warns(tmp_path):
-    p = _write_store(tmp_path / "store.npz", with_ids=False, n=2, h=16, minimal=True)
-    with pytest.warns(UserWarning, match="list index"):
-        out = P.paper_figures(p, tmp_path / "figs", formats=("png",), max_examples=1, n_boot=10, n_permutations=0,
-                              dpi=60)
-    assert all(f.exists() for f in out)
-    text = out[-1].read_text()
-    assert "list index" in text and "Not produced" in text and "features" in text

@@ -89,6 +89,13 @@ def as_labels(x, name: str, n: int) -> np.ndarray:
     return arr
 
 
+def readonly(a) -> np.ndarray:
+    """A read-only float64 copy of ``a`` (for array fields of frozen result objects)."""
+    out = np.array(a, dtype=np.float64, copy=True)
+    out.setflags(write=False)
+    return out
+
+
 def check_confidence(confidence: float) -> float:
     c = float(confidence)
     if not 0.0 < c < 1.0:

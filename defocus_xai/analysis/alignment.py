@@ -1,21 +1,7 @@
-"""Shapley (attribution) alignment score (UPSTREAM.md section 4.5).
+"""Shapley (attribution) alignment score: does an attribution weigh the defocus levels a manipulation changed?
 
-For one fake sample with defocus map ``f``, the map ``r`` of the real it was made from, and an
-attribution ``a`` of the detector's decision:
-
-1. bin the fake's defocus values ``f`` into ``bins`` equal bins over ``value_range`` (``[0, 1]``);
-2. histogram ``A``: per bin, the sum of ``|f - r|`` over the pixels in the bin;
-   histogram ``B``: per bin, the sum of ``|a|`` over the same pixels;
-3. L1-normalize both: ``A /= sum(A)``, ``B /= sum(B)``;
-4. ``overlap = sum(min(A, B))`` (histogram intersection, in [0, 1], the paper's alignment score) and
-   ``kl = KL(B + eps || A + eps)`` computed as ``scipy.stats.entropy(B + eps, A + eps)`` (scipy
-   renormalizes both after adding ``eps``), the reference's direction.
-
-High overlap means the attribution spends its mass on the defocus levels where the manipulation
-changed the defocus map. UPSTREAM does not state the reference's ``eps``; we use ``1e-10`` (a
-parameter). Attributions of shape (C, H, W) are reduced by ``sum_c |a_c|`` (the reference kept only
-channel 0 of RGB attributions). Pixels are binned like ``numpy.histogram``: ``[e_k, e_k+1)``, the last
-bin closed; a fake value outside ``value_range`` raises ``ValueError`` instead of being dropped silently.
+Histograms of the fake's defocus values weighted by ``|fake - real|`` (A) and by ``|attribution|`` (B),
+both L1-normalized; ``overlap = sum(min(A, B))`` and ``kl = KL(B + eps || A + eps)``. See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -26,21 +12,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._bootstrap import bootstrap_mean_ci, group_codes
 from ._checks import (as_attribution_batch, as_labels, as_map_batch, as_single_map, check_confidence,
-                      reduce_attribution)
+                      readonly, reduce_attribution)
+from ._permutation import permutation_means
 from .masks import normalize_maps
+from .stats import bootstrap_mean_ci, group_codes
 
 __all__ = ["alignment_score", "alignment_scores", "AlignmentResult", "AlignmentSummary", "DEFAULT_EPS"]
 
-#: Epsilon added to both histograms before the KL divergence (UPSTREAM gives no value).
+#: Epsilon added to both histograms before the KL divergence (the paper's code does not state its value).
 DEFAULT_EPS = 1e-10
-
-
-def _readonly(a) -> np.ndarray:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,23 +113,31 @@ def _check_eps(eps) -> float:
     return e
 
 
-def alignment_score(fake_map, real_map, attribution, bins: int = 20, value_range=(0.0, 1.0),
-                    eps: float = DEFAULT_EPS, *, normalize: bool = False) -> AlignmentResult:
+def _prepared(f: np.ndarray, r: np.ndarray, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The (fake, real) pair as float64, min-max normalized (in float64) when asked."""
+    f, r = f.astype(np.float64), r.astype(np.float64)
+    if normalize:
+        return normalize_maps(f).astype(np.float64), normalize_maps(r).astype(np.float64)
+    return f, r
+
+
+def alignment_score(attribution, *, real_map, fake_map, bins: int = 20, value_range=(0.0, 1.0),
+                    eps: float = DEFAULT_EPS, normalize: bool = False) -> AlignmentResult:
     """Alignment of one attribution with where the fake's defocus map differs from its real's.
 
     Parameters
     ----------
-    fake_map, real_map : array_like, shape (H, W) or (1, H, W)
-        Defocus maps of a fake and of the real it was made from, in [0, 1] for the default
-        ``value_range`` (e.g. the ``dmaps`` of an attribution store, which are min-max normalized).
     attribution : array_like, shape (H, W) or (C, H, W)
         Attribution of the detector's output for the fake; reduced to ``sum_c |a_c|``.
+    real_map, fake_map : array_like, shape (H, W) or (1, H, W)
+        Defocus maps of the real and of the fake made from it, in [0, 1] for the default
+        ``value_range`` (e.g. the ``dmaps`` of an attribution store, which are min-max normalized).
     bins : int
         Number of equal-width bins of the fake's defocus values (20 in the reference).
     value_range : (float, float) or None
         Range of the bins; ``None`` uses the fake map's own min and max.
     eps : float
-        Added to both histograms before the KL divergence (see module docstring).
+        Added to both histograms before the KL divergence (``DEFAULT_EPS`` = 1e-10).
     normalize : bool
         Min-max normalize both maps first (:func:`normalize_maps`); use it for raw sigma maps.
 
@@ -166,21 +155,20 @@ def alignment_score(fake_map, real_map, attribution, bins: int = 20, value_range
     --------
     >>> rng = np.random.default_rng(0)
     >>> real = rng.random((16, 16)); fake = real.copy(); fake[:4] = rng.random((4, 16))
-    >>> res = alignment_score(fake, real, np.abs(fake - real))
+    >>> res = alignment_score(np.abs(fake - real), real_map=real, fake_map=fake)
     >>> round(res.overlap, 6), round(res.kl, 6)
     (1.0, 0.0)
     """
     bins = _check_bins(bins)
     eps = _check_eps(eps)
-    f = as_single_map(fake_map, "fake_map").astype(np.float64)
-    r = as_single_map(real_map, "real_map").astype(np.float64)
+    r = as_single_map(real_map, "real_map")
+    f = as_single_map(fake_map, "fake_map")
     if f.shape != r.shape:
-        raise ValueError(f"fake_map has shape {f.shape} but real_map has shape {r.shape}")
-    if normalize:
-        f, r = normalize_maps(f).astype(np.float64), normalize_maps(r).astype(np.float64)
+        raise ValueError(f"real_map has shape {r.shape} but fake_map has shape {f.shape}")
+    f, r = _prepared(f, r, normalize)
     a_abs = reduce_attribution(attribution, "attribution", mode="abs")
     overlap, kl, A, B, edges, _ = _score(f, r, a_abs, bins, value_range, eps, "alignment_score")
-    return AlignmentResult(overlap, kl, _readonly(A), _readonly(B), _readonly(edges))
+    return AlignmentResult(overlap, kl, readonly(A), readonly(B), readonly(edges))
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +187,7 @@ class AlignmentSummary:
     mean_kl, std_kl, kl_ci_low, kl_ci_high : float
         The same for the KL divergence.
     confidence : float
-    n_samples : int
+    n : int
         Samples scored.
     n_units : int
         Independent units among them (groups, or samples).
@@ -232,7 +220,7 @@ class AlignmentSummary:
     kl_ci_low: float
     kl_ci_high: float
     confidence: float
-    n_samples: int
+    n: int
     n_units: int
     n_skipped: int
     skipped: tuple
@@ -260,40 +248,69 @@ class AlignmentSummary:
         return out
 
 
-def _constrained_derangement(codes: np.ndarray, rng: np.random.Generator, max_rounds: int = 1000
-                             ) -> np.ndarray:
-    """A random permutation ``p`` with ``codes[p[i]] != codes[i]`` for every i.
+def _check_scores_args(rl, fk, at, on_degenerate, n_permutations) -> None:
+    if on_degenerate not in ("raise", "skip"):
+        raise ValueError(f"on_degenerate must be 'raise' or 'skip', got {on_degenerate!r}")
+    if int(n_permutations) < 0:
+        raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
+    if fk.shape != rl.shape:
+        raise ValueError(f"real_maps has shape {rl.shape} but fake_maps has shape {fk.shape}; pass paired "
+                         "maps (same N, H, W)")
+    if at.shape[0] != fk.shape[0] or at.shape[-2:] != fk.shape[1:]:
+        raise ValueError(f"attributions has shape {at.shape}, incompatible with maps of shape {fk.shape} "
+                         "(need (N, H, W) or (N, C, H, W) with the maps' N, H, W)")
+    if fk.shape[0] == 0:
+        raise ValueError("no samples given")
 
-    Starts from a uniform permutation and repairs conflicts by random swaps that fix a conflict without
-    creating one. With one code per sample this is a random derangement.
+
+def _score_samples(at, rl, fk, *, bins, value_range, eps, normalize, on_degenerate, keep_attributions):
+    """Per-sample (overlap, kl) of the non-degenerate samples.
+
+    Returns kept indices, overlaps, kls, skipped indices and the kept reduced attributions as an
+    (m, H * W) float32 array (``None`` unless ``keep_attributions``).
     """
-    n = codes.size
-    perm = rng.permutation(n)
-    for _ in range(max_rounds):
-        bad = np.flatnonzero(codes[perm] == codes)
-        if bad.size == 0:
-            return perm
-        for i in rng.permutation(bad):
-            if codes[perm[i]] != codes[i]:
+    keep, overlaps, kls, skipped, rows = [], [], [], [], []
+    for i in range(fk.shape[0]):
+        f, r = _prepared(fk[i], rl[i], normalize)
+        a_abs = reduce_attribution(at[i], f"attributions[{i}]", mode="abs")
+        try:
+            ov, kl, _, _, _, _ = _score(f, r, a_abs, bins, value_range, eps, f"sample {i}")
+        except ValueError as exc:
+            if on_degenerate == "skip" and "is zero everywhere" in str(exc):
+                skipped.append(i)
                 continue
-            cand = rng.integers(0, n, size=64)
-            ok = (codes[perm[cand]] != codes[i]) & (codes[perm[i]] != codes[cand])
-            if ok.any():
-                j = cand[np.argmax(ok)]
-                perm[i], perm[j] = perm[j], perm[i]
-    raise RuntimeError("could not draw a permutation that moves every attribution to another group")
+            raise
+        keep.append(i)
+        overlaps.append(ov)
+        kls.append(kl)
+        if keep_attributions:
+            rows.append(a_abs.ravel().astype(np.float32))
+    if not keep:
+        raise ValueError(f"all {fk.shape[0]} samples are degenerate (empty difference or attribution histograms)")
+    return (np.asarray(keep, dtype=np.int64), np.asarray(overlaps), np.asarray(kls), skipped,
+            np.stack(rows) if keep_attributions else None)
 
 
-def _permutation_rng(seed) -> np.random.Generator:
-    """A stream for the permutations, separate from the bootstrap's (same seed, other stream)."""
-    if isinstance(seed, np.random.Generator):
-        return np.random.default_rng(seed.integers(0, 2**63 - 1))
-    if seed is None:
-        return np.random.default_rng()
-    return np.random.default_rng([int(seed), 1])
+def _baseline(rl, fk, keep, a_mat, codes, *, bins, value_range, normalize, n_permutations, seed):
+    """Permutation means of the mean overlap (read-only array, empty without permutations)."""
+    if not n_permutations:
+        return readonly(np.empty(0))
+
+    def diff_hist(i):
+        f, r = _prepared(fk[keep[i]], rl[keep[i]], normalize)
+        idx = _bin_index(f, _edges(f, bins, value_range), f"sample {keep[i]}")
+        hd = np.bincount(idx, weights=np.abs(f - r).ravel(), minlength=bins)
+        return idx, hd / hd.sum()
+
+    return readonly(permutation_means(diff_hist, a_mat, codes, bins=bins, n_permutations=n_permutations,
+                                      seed=seed))
 
 
-def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: int = 20,
+def _std(v: np.ndarray) -> float:
+    return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def alignment_scores(attributions, *, real_maps, fake_maps, groups=None, bins: int = 20,
                      value_range=(0.0, 1.0), eps: float = DEFAULT_EPS, normalize: bool = False,
                      n_boot: int = 2000, seed=0, n_permutations: int = 200, confidence: float = 0.95,
                      on_degenerate: str = "raise") -> AlignmentSummary:
@@ -301,11 +318,11 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
 
     Parameters
     ----------
-    fake_maps, real_maps : array_like, shape (N, H, W) or (N, 1, H, W)
-        Already paired: ``real_maps[i]`` is the real that ``fake_maps[i]`` was made from (see
-        :func:`~defocus_xai.analysis.pair_by_source` to build the pairing).
     attributions : array_like, shape (N, H, W) or (N, C, H, W)
         Attribution for each fake; channels reduced by ``sum_c |a_c|``.
+    real_maps, fake_maps : array_like, shape (N, H, W) or (N, 1, H, W)
+        Already paired: ``real_maps[i]`` is the real that ``fake_maps[i]`` was made from (see
+        :func:`~defocus_xai.analysis.pair_by_source` to build the pairing).
     groups : array_like, shape (N,), optional
         Independent unit per sample (video id): the bootstrap resamples groups, ``n_units`` counts
         them, and the permutation baseline only gives a sample an attribution from another group
@@ -339,108 +356,38 @@ def alignment_scores(fake_maps, real_maps, attributions, *, groups=None, bins: i
     >>> rng = np.random.default_rng(0)
     >>> real = rng.random((12, 16, 16)); fake = real.copy()
     >>> fake[:, :6] = np.clip(fake[:, :6] * 0.3, 0, 1)
-    >>> s = alignment_scores(fake, real, np.abs(fake - real), n_boot=200, n_permutations=50)
+    >>> s = alignment_scores(np.abs(fake - real), real_maps=real, fake_maps=fake, n_boot=200,
+    ...                      n_permutations=50)
     >>> s.mean_overlap > s.baseline_mean_overlap
     True
     """
     bins = _check_bins(bins)
     eps = _check_eps(eps)
     confidence = check_confidence(confidence)
-    if on_degenerate not in ("raise", "skip"):
-        raise ValueError(f"on_degenerate must be 'raise' or 'skip', got {on_degenerate!r}")
-    if int(n_permutations) < 0:
-        raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
-    fk = as_map_batch(fake_maps, "fake_maps")
     rl = as_map_batch(real_maps, "real_maps")
+    fk = as_map_batch(fake_maps, "fake_maps")
     at = as_attribution_batch(attributions, "attributions")
-    if fk.shape != rl.shape:
-        raise ValueError(f"fake_maps has shape {fk.shape} but real_maps has shape {rl.shape}; pass paired "
-                         "maps (same N, H, W)")
-    if at.shape[0] != fk.shape[0] or at.shape[-2:] != fk.shape[1:]:
-        raise ValueError(f"attributions has shape {at.shape}, incompatible with maps of shape {fk.shape} "
-                         "(need (N, H, W) or (N, C, H, W) with the maps' N, H, W)")
-    n = fk.shape[0]
-    if n == 0:
-        raise ValueError("no samples given")
-    group_labels = None if groups is None else as_labels(groups, "groups", n)
-
-    keep, overlaps, kls, skipped = [], [], [], []
-    a_abs_rows = []
-    for i in range(n):
-        f, r = fk[i].astype(np.float64), rl[i].astype(np.float64)
-        if normalize:
-            f, r = normalize_maps(f).astype(np.float64), normalize_maps(r).astype(np.float64)
-        a_abs = reduce_attribution(at[i], f"attributions[{i}]", mode="abs")
-        try:
-            ov, kl, _, _, _, _ = _score(f, r, a_abs, bins, value_range, eps, f"sample {i}")
-        except ValueError as exc:
-            if on_degenerate == "skip" and "is zero everywhere" in str(exc):
-                skipped.append(i)
-                continue
-            raise
-        keep.append(i)
-        overlaps.append(ov)
-        kls.append(kl)
-        if n_permutations:
-            a_abs_rows.append(a_abs.ravel().astype(np.float32))
-    if not keep:
-        raise ValueError(f"all {n} samples are degenerate (empty difference or attribution histograms)")
-
-    keep_arr = np.asarray(keep, dtype=np.int64)
-    ov_arr = np.asarray(overlaps)
-    kl_arr = np.asarray(kls)
-    g_kept = None if group_labels is None else group_labels[keep_arr]
-    codes, n_units = group_codes(g_kept, keep_arr.size)
-    ci_ov = bootstrap_mean_ci(ov_arr, g_kept, n_boot=n_boot, confidence=confidence, seed=seed)
-    ci_kl = bootstrap_mean_ci(kl_arr, g_kept, n_boot=n_boot, confidence=confidence, seed=seed)
-
-    base_means = np.empty(0)
-    base_mean = base_std = p_val = None
-    if n_permutations:
-        m = keep_arr.size
-        if m < 2:
-            raise ValueError("the permutation baseline needs at least 2 scored samples "
-                             "(set n_permutations=0 to skip it)")
-        largest = int(np.bincount(codes).max())
-        if 2 * largest > m:
-            raise ValueError(f"the largest group holds {largest} of {m} samples: attributions cannot all be "
-                             "moved to a sample of another group (set n_permutations=0 or check groups)")
-        rng = _permutation_rng(seed)
-        perms = np.stack([_constrained_derangement(codes, rng) for _ in range(int(n_permutations))])
-        A_mat = np.stack(a_abs_rows)  # (m, HW) float32
-        perm_ov = np.empty(perms.shape, dtype=np.float64)
-        for i in range(m):
-            f_i = fk[keep_arr[i]].astype(np.float64)
-            r_i = rl[keep_arr[i]].astype(np.float64)
-            if normalize:
-                f_i, r_i = normalize_maps(f_i).astype(np.float64), normalize_maps(r_i).astype(np.float64)
-            idx = _bin_index(f_i, _edges(f_i, bins, value_range), f"sample {keep_arr[i]}")
-            hd = np.bincount(idx, weights=np.abs(f_i - r_i).ravel(), minlength=bins)
-            A = hd / hd.sum()
-            js, inv = np.unique(perms[:, i], return_inverse=True)
-            # histogram of sample i's fake values weighted by each attribution j assigned to it
-            H = np.empty((bins, js.size))
-            for k, j in enumerate(js):
-                H[:, k] = np.bincount(idx, weights=A_mat[j], minlength=bins)
-            tot = H.sum(axis=0)
-            B = H / np.where(tot > 0, tot, 1.0)
-            ov_js = np.minimum(A[:, None], B).sum(axis=0)
-            ov_js[tot <= 0] = 0.0  # attribution with no mass on this sample's pixels: no overlap
-            perm_ov[:, i] = ov_js[inv.ravel()]
-        base_means = perm_ov.mean(axis=1)
-        base_mean = float(base_means.mean())
-        base_std = float(base_means.std(ddof=1)) if base_means.size > 1 else 0.0
-        p_val = float((1 + np.count_nonzero(base_means >= ov_arr.mean())) / (1 + base_means.size))
-
-    per = pd.DataFrame({"sample": keep_arr, "overlap": ov_arr, "kl": kl_arr})
+    _check_scores_args(rl, fk, at, on_degenerate, n_permutations)
+    group_labels = None if groups is None else as_labels(groups, "groups", fk.shape[0])
+    keep, ov, kl, skipped, a_mat = _score_samples(at, rl, fk, bins=bins, value_range=value_range, eps=eps,
+                                                  normalize=normalize, on_degenerate=on_degenerate,
+                                                  keep_attributions=bool(n_permutations))
+    g_kept = None if group_labels is None else group_labels[keep]
+    codes, n_units = group_codes(g_kept, keep.size)
+    ci_ov = bootstrap_mean_ci(ov, g_kept, n_boot=n_boot, confidence=confidence, seed=seed)
+    ci_kl = bootstrap_mean_ci(kl, g_kept, n_boot=n_boot, confidence=confidence, seed=seed)
+    base = _baseline(rl, fk, keep, a_mat, codes, bins=bins, value_range=value_range, normalize=normalize,
+                     n_permutations=int(n_permutations), seed=seed)
+    per = pd.DataFrame({"sample": keep, "overlap": ov, "kl": kl})
     if g_kept is not None:
         per.insert(1, "group", g_kept)
-    std = (lambda v: float(v.std(ddof=1)) if v.size > 1 else 0.0)
     return AlignmentSummary(
-        per_sample=per, mean_overlap=float(ov_arr.mean()), std_overlap=std(ov_arr), ci_low=ci_ov.low,
-        ci_high=ci_ov.high, mean_kl=float(kl_arr.mean()), std_kl=std(kl_arr), kl_ci_low=ci_kl.low,
-        kl_ci_high=ci_kl.high, confidence=confidence, n_samples=int(keep_arr.size), n_units=n_units,
-        n_skipped=len(skipped), skipped=tuple(int(s) for s in skipped), baseline_mean_overlap=base_mean,
-        baseline_std_overlap=base_std, p_value=p_val, n_permutations=int(n_permutations),
-        baseline_means=_readonly(base_means), bins=bins,
+        per_sample=per, mean_overlap=float(ov.mean()), std_overlap=_std(ov), ci_low=ci_ov.low,
+        ci_high=ci_ov.high, mean_kl=float(kl.mean()), std_kl=_std(kl), kl_ci_low=ci_kl.low,
+        kl_ci_high=ci_kl.high, confidence=confidence, n=int(keep.size), n_units=n_units,
+        n_skipped=len(skipped), skipped=tuple(int(s) for s in skipped),
+        baseline_mean_overlap=float(base.mean()) if base.size else None,
+        baseline_std_overlap=_std(base) if base.size else None,
+        p_value=float((1 + np.count_nonzero(base >= ov.mean())) / (1 + base.size)) if base.size else None,
+        n_permutations=int(n_permutations), baseline_means=base, bins=bins,
         value_range=None if value_range is None else tuple(float(v) for v in value_range), eps=eps)

@@ -1,15 +1,7 @@
-"""2-D embeddings of detector features and a separability figure of merit (UPSTREAM.md section 4.4).
+"""2-D embeddings of detector features and a separability figure of merit.
 
-The reference passes 2048-d pooled Xception features of real and fake maps through t-SNE and shows the
-scatter plot. A scatter plot alone cannot be compared across runs, so :func:`separability` adds two
-numbers: the silhouette score of the labels and the k-nearest-neighbour accuracy under stratified
-cross-validation. Compute them on the original features when you want a statement about the model; on
-the 2-D embedding when you want a statement about the picture (t-SNE distorts global distances).
-
-Differences from the reference: the seed is explicit (``random_state=seed``; the reference used 42),
-t-SNE is initialized with PCA (scikit-learn's default since 1.2, deterministic), and a PCA reduction to
-``pca_dims`` dimensions is applied before t-SNE when the features are wider (the reference made
-PCA(100) optional).
+:func:`embed` gives the t-SNE / PCA / UMAP picture; :func:`separability` the numbers that make it
+comparable across runs (silhouette, cross-validated k-NN accuracy). See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -121,7 +113,8 @@ class SeparabilityResult:
         Neighbours.
     n_splits : int
         Cross-validation folds actually used.
-    n_samples, n_classes, n_features : int
+    n, n_classes, n_features : int
+        Samples, classes and feature dimensions.
     """
 
     silhouette: float
@@ -130,7 +123,7 @@ class SeparabilityResult:
     chance_accuracy: float
     k: int
     n_splits: int
-    n_samples: int
+    n: int
     n_classes: int
     n_features: int
 
@@ -193,4 +186,4 @@ def separability(embedding_or_features, labels, *, k: int = 5, seed: int = 0, n_
     return SeparabilityResult(
         silhouette=sil, knn_accuracy=float(scores.mean()), knn_accuracy_std=float(scores.std()),
         chance_accuracy=float(counts.max() / counts.sum()), k=k_eff, n_splits=splits,
-        n_samples=int(x.shape[0]), n_classes=int(classes.size), n_features=int(x.shape[1]))
+        n=int(x.shape[0]), n_classes=int(classes.size), n_features=int(x.shape[1]))

@@ -1,31 +1,7 @@
-"""Localization of attributions against ground-truth masks (beyond the paper).
+"""Localization of attributions against ground-truth manipulation masks (beyond the paper).
 
-Where the manipulated region is known (the DefocusSynth splice family, or any user masks), an
-attribution should put its relevance there. The four metrics follow the definitions used by Quantus
-(Hedstrom et al., 2023), implemented on arrays:
-
-* pointing game (Zhang et al., 2018): is the pixel of maximal relevance inside the mask?
-  Ties: a hit when *any* maximal pixel is inside (as Quantus). ``tolerance`` (pixels) accepts a
-  maximum within that Euclidean distance of the mask (Zhang et al. used 15 px); ``weighted=True``
-  scores a hit ``1 - mask_area / image_area`` (Quantus' option), so large masks earn less.
-* relevance mass accuracy (Arras et al., 2022): relevance inside the mask / total relevance.
-* relevance rank accuracy (Arras et al., 2022): with K the mask size, the fraction of the K most
-  relevant pixels that lie inside the mask. Ties at the K-th value are resolved by their expected
-  share (deterministic, the average over random tie-breaking); Quantus breaks them by sort order.
-* AUROC: area under the ROC curve of relevance as a score for "pixel is in the mask"
-  (``sklearn.metrics.roc_auc_score``; 0.5 is chance).
-
-Sign of attributions. ``mode`` turns an attribution into relevance, the same way for all metrics:
-``"abs"`` (default) ``sum_c |a_c|``, consistent with the alignment score's ``|attribution|``: a region
-pushing strongly *against* the prediction is still where the model looks; ``"positive"``
-``max(sum_c a_c, 0)``, Arras et al.'s definition for the relevance mass (evidence *for* the explained
-output only); ``"raw"`` ``sum_c a_c`` as given (Quantus with ``abs=False, normalise=False``).
-Masks: nonzero means inside.
-
-Degenerate cases. An empty mask makes every metric undefined, a mask covering the whole image makes
-them trivial (AUROC undefined), and a constant relevance map has no maximum or ranking: the
-single-sample functions raise ``ValueError``; :func:`localization_scores` skips such samples and
-reports each with its reason (never a silent NaN).
+Pointing game, relevance mass and rank accuracy and pixel AUROC, as defined by Quantus, on arrays;
+``mode`` turns an attribution into relevance the same way for every metric. See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -36,8 +12,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pandas as pd
 
-from ._bootstrap import bootstrap_mean_ci, group_codes
 from ._checks import as_attribution_batch, as_float_array, as_labels, check_confidence, reduce_attribution
+from .stats import bootstrap_mean_ci, group_codes
 
 __all__ = ["pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "attribution_auroc",
            "localization_scores", "LocalizationSummary", "LOCALIZATION_METRICS"]
@@ -92,7 +68,8 @@ def pointing_game(attribution, mask, *, tolerance: float = 0.0, weighted: bool =
     weighted : bool
         Score a hit ``1 - mask_area / image_area`` instead of 1 (Quantus' ``weighted``).
     mode : {"abs", "positive", "raw"}
-        How relevance is formed from the attribution (module docstring).
+        How relevance is formed: ``"abs"`` ``sum_c |a_c|``, ``"positive"`` ``max(sum_c a_c, 0)``,
+        ``"raw"`` ``sum_c a_c``.
 
     Examples
     --------
@@ -179,11 +156,12 @@ class LocalizationSummary:
         ``relevance_rank_accuracy``, ``auroc``, ``mask_fraction`` (mask area / image area, the chance
         level of the mass and rank accuracies); scored samples only.
     summary : pandas.DataFrame
-        One row per metric: ``metric, mean, std, ci_low, ci_high, n_samples, n_units``.
+        One row per metric: ``metric, mean, std, ci_low, ci_high, n, n_units``.
     skipped : pandas.DataFrame
         Columns ``sample, reason`` (``"empty_mask"``, ``"full_mask"``, ``"constant_attribution"``,
         ``"nonpositive_relevance"``).
-    n_samples, n_units, n_skipped : int
+    n, n_units, n_skipped : int
+        Samples scored, independent units among them, samples skipped.
     mode : str
     tolerance : float
     confidence : float
@@ -192,7 +170,7 @@ class LocalizationSummary:
     per_sample: pd.DataFrame = field(repr=False)
     summary: pd.DataFrame = field(repr=False)
     skipped: pd.DataFrame = field(repr=False)
-    n_samples: int
+    n: int
     n_units: int
     n_skipped: int
     mode: str
@@ -212,6 +190,53 @@ class LocalizationSummary:
         return out
 
 
+def _skip_reason(rel: np.ndarray, m: np.ndarray) -> str | None:
+    """Why a sample cannot be scored, or ``None``."""
+    n_in = int(m.sum())
+    if n_in == 0:
+        return "empty_mask"
+    if n_in == m.size:
+        return "full_mask"
+    if rel.max() == rel.min():
+        return "constant_attribution"
+    if rel.sum() <= 0:
+        return "nonpositive_relevance"
+    return None
+
+
+def _score_samples(at, ms, *, mode, tolerance) -> tuple[list, list]:
+    """Per-sample metric rows of the scorable samples, and (sample, reason) of the skipped ones."""
+    from sklearn.metrics import roc_auc_score
+
+    rows, skipped = [], []
+    for i in range(at.shape[0]):
+        rel = reduce_attribution(at[i], f"attributions[{i}]", mode=mode)
+        m = _mask(ms[i], rel.shape, f"masks[{i}]")
+        reason = _skip_reason(rel, m)
+        if reason is not None:
+            skipped.append((i, reason))
+            continue
+        rows.append({
+            "sample": i,
+            "pointing_game": pointing_game(rel, m, tolerance=tolerance, mode="raw"),
+            "relevance_mass_accuracy": relevance_mass_accuracy(rel, m, mode="raw"),
+            "relevance_rank_accuracy": relevance_rank_accuracy(rel, m, mode="raw"),
+            "auroc": float(roc_auc_score(m.ravel(), rel.ravel())),
+            "mask_fraction": float(m.sum()) / m.size,
+        })
+    return rows, skipped
+
+
+def _metric_summary(per: pd.DataFrame, groups, n_units: int, *, n_boot, confidence, seed) -> pd.DataFrame:
+    rows = []
+    for name in LOCALIZATION_METRICS:
+        v = per[name].to_numpy(dtype=np.float64)
+        ci = bootstrap_mean_ci(v, groups, n_boot=n_boot, confidence=confidence, seed=seed)
+        rows.append({"metric": name, "mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                     "ci_low": ci.low, "ci_high": ci.high, "n": int(v.size), "n_units": n_units})
+    return pd.DataFrame(rows)
+
+
 def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: float = 0.0,
                         groups=None, n_boot: int = 2000, seed=0, confidence: float = 0.95
                         ) -> LocalizationSummary:
@@ -223,7 +248,7 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
     masks : array_like, shape (N, H, W) or (N, 1, H, W)
         Ground-truth manipulation masks (nonzero inside).
     mode : {"abs", "positive", "raw"}
-        Relevance from attribution (module docstring).
+        Relevance from attribution, as in :func:`pointing_game`.
     tolerance : float
         Pointing-game tolerance in pixels.
     groups : array_like, shape (N,), optional
@@ -234,7 +259,8 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
     Returns
     -------
     LocalizationSummary
-        A ``UserWarning`` is emitted when samples are skipped.
+        A ``UserWarning`` is emitted when samples are skipped (empty or full mask, constant or
+        non-positive relevance).
 
     Examples
     --------
@@ -244,8 +270,6 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
     >>> float(s.summary.set_index("metric").loc["pointing_game", "mean"])
     1.0
     """
-    from sklearn.metrics import roc_auc_score
-
     confidence = check_confidence(confidence)
     at = as_attribution_batch(attributions, "attributions")
     ms = np.asarray(masks)
@@ -258,32 +282,7 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
     group_labels = None if groups is None else as_labels(groups, "groups", n)
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a finite non-negative number, got {tolerance!r}")
-
-    rows, skipped = [], []
-    for i in range(n):
-        rel = reduce_attribution(at[i], f"attributions[{i}]", mode=mode)
-        m = _mask(ms[i], rel.shape, f"masks[{i}]")
-        n_in = int(m.sum())
-        if n_in == 0:
-            skipped.append((i, "empty_mask"))
-            continue
-        if n_in == m.size:
-            skipped.append((i, "full_mask"))
-            continue
-        if rel.max() == rel.min():
-            skipped.append((i, "constant_attribution"))
-            continue
-        if rel.sum() <= 0:
-            skipped.append((i, "nonpositive_relevance"))
-            continue
-        rows.append({
-            "sample": i,
-            "pointing_game": pointing_game(rel, m, tolerance=tolerance, mode="raw"),
-            "relevance_mass_accuracy": relevance_mass_accuracy(rel, m, mode="raw"),
-            "relevance_rank_accuracy": relevance_rank_accuracy(rel, m, mode="raw"),
-            "auroc": float(roc_auc_score(m.ravel(), rel.ravel())),
-            "mask_fraction": n_in / m.size,
-        })
+    rows, skipped = _score_samples(at, ms, mode=mode, tolerance=tolerance)
     skipped_df = pd.DataFrame(skipped, columns=["sample", "reason"])
     if skipped:
         counts = skipped_df["reason"].value_counts().to_dict()
@@ -298,13 +297,7 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
         g_kept = group_labels[per["sample"].to_numpy()]
         per.insert(1, "group", g_kept)
     _, n_units = group_codes(g_kept, len(per))
-    summary = []
-    for name in LOCALIZATION_METRICS:
-        v = per[name].to_numpy(dtype=np.float64)
-        ci = bootstrap_mean_ci(v, g_kept, n_boot=n_boot, confidence=confidence, seed=seed)
-        summary.append({"metric": name, "mean": float(v.mean()),
-                        "std": float(v.std(ddof=1)) if v.size > 1 else 0.0, "ci_low": ci.low,
-                        "ci_high": ci.high, "n_samples": int(v.size), "n_units": n_units})
-    return LocalizationSummary(per_sample=per, summary=pd.DataFrame(summary), skipped=skipped_df,
-                               n_samples=len(per), n_units=n_units, n_skipped=len(skipped), mode=mode,
-                               tolerance=float(tolerance), confidence=confidence)
+    summary = _metric_summary(per, g_kept, n_units, n_boot=n_boot, confidence=confidence, seed=seed)
+    return LocalizationSummary(per_sample=per, summary=summary, skipped=skipped_df, n=len(per),
+                               n_units=n_units, n_skipped=len(skipped), mode=mode, tolerance=float(tolerance),
+                               confidence=confidence)

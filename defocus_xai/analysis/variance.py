@@ -1,23 +1,7 @@
-"""Local variance of defocus maps and the real-vs-fake test on it (UPSTREAM.md section 4.3).
+"""Local variance of defocus maps and the real-vs-fake test on it.
 
-The local variance of a map over a ``w x w`` window is ``mean(x^2) - mean(x)^2`` over the window
-(uniform weights, stride 1). Natural depth of field changes blur smoothly; manipulations tend to leave
-patches where it changes abruptly or not at all. The per-image mean local variance summarizes this, and
-:func:`variance_test` compares its distribution between real and fake images.
-
-Border handling. UPSTREAM states "average pooling, stride 1" and nothing about padding. Average
-pooling without padding (``torch.nn.functional.avg_pool2d(x, 15, stride=1)``, padding 0) only
-evaluates windows that fit inside the image, giving an ``(H - w + 1, W - w + 1)`` output; that is our
-``border="valid"``. Zero padding (``padding=w // 2`` with the default ``count_include_pad=True``) would
-count padded zeros as data and inflate the variance near the border of a [0, 1] map; that is our
-``border="zeros"``, kept only to reproduce such a configuration. Our default ``border="reflect"`` mirrors
-the map at its edge (``d c b a | a b c d``, numpy's "symmetric"), so the output has the input's size
-and the border adds no artificial edge. ``"nearest"`` (edge replication) is also available.
-
-Numerical stability. ``mean(x^2) - mean(x)^2`` cancels catastrophically when the values carry a large
-offset. We compute in float64 on data centred by each sample's mean (variance is shift invariant), so
-``local_variance(x + 1e4)`` equals ``local_variance(x)``; box sums are formed along one axis at a time.
-Only then are residual round-off negatives (of order 1e-16) clipped to zero.
+The local variance over a ``w x w`` window is ``mean(x^2) - mean(x)^2`` (uniform weights, stride 1),
+computed in float64 on centred data; the border handling is a parameter. See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -27,12 +11,11 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy import stats
 
-from ._bootstrap import bootstrap_difference_ci, group_codes
-from ._checks import as_float_array, as_labels, check_confidence
+from ._checks import as_float_array, as_labels, check_confidence, readonly
 from .masks import normalize_maps
+from .stats import bootstrap_difference_ci, cliffs_delta, cohens_d, group_codes
 
-__all__ = ["local_variance", "mean_local_variance", "variance_test", "VarianceTestResult", "cliffs_delta",
-           "cohens_d"]
+__all__ = ["local_variance", "mean_local_variance", "variance_test", "VarianceTestResult"]
 
 _NP_PAD = {"reflect": "symmetric", "nearest": "edge", "zeros": "constant"}
 _BORDERS = ("reflect", "nearest", "zeros", "valid")
@@ -154,50 +137,6 @@ def mean_local_variance(maps, window: int = 15, border: str = "reflect", normali
                            for s in range(0, arr.shape[0], step)])
 
 
-def cliffs_delta(x, y) -> float:
-    """Cliff's delta ``P(y > x) - P(y < x)`` over all pairs, in [-1, 1] (ties count zero).
-
-    Computed from the Mann-Whitney U statistic in O(n log n).
-
-    Examples
-    --------
-    >>> cliffs_delta([1, 2], [3, 4])
-    1.0
-    """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.size == 0 or y.size == 0:
-        raise ValueError("cliffs_delta needs two non-empty samples")
-    ranks = stats.rankdata(np.concatenate([x, y]))
-    u_y = ranks[x.size:].sum() - y.size * (y.size + 1) / 2.0
-    return float(2.0 * u_y / (x.size * y.size) - 1.0)
-
-
-def cohens_d(x, y) -> float:
-    """Cohen's d, ``(mean(y) - mean(x)) / pooled_sd`` (pooled SD with ddof 1); 0 when both are constant.
-
-    Examples
-    --------
-    >>> round(cohens_d([0.0, 2.0], [2.0, 4.0]), 6)
-    1.414214
-    """
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.size < 2 or y.size < 2:
-        raise ValueError("cohens_d needs at least two values per sample")
-    pooled = ((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / (x.size + y.size - 2)
-    diff = y.mean() - x.mean()
-    if pooled == 0:
-        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
-    return float(diff / np.sqrt(pooled))
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
-
-
 @dataclass(frozen=True, eq=False)
 class VarianceTestResult:
     """Result of :func:`variance_test` (real vs fake per-image mean local variance).
@@ -273,8 +212,8 @@ def _group_means(values: np.ndarray, groups) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=n_units) / np.bincount(codes, minlength=n_units)
 
 
-def variance_test(real_maps, fake_maps, window: int = 15, groups_real=None, groups_fake=None,
-                  n_boot: int = 2000, seed=0, alternative: str = "two-sided", *, border: str = "reflect",
+def variance_test(*, real_maps, fake_maps, window: int = 15, real_groups=None, fake_groups=None,
+                  n_boot: int = 2000, seed=0, alternative: str = "two-sided", border: str = "reflect",
                   normalize: bool = True, confidence: float = 0.95) -> VarianceTestResult:
     """Compare the per-image mean local variance of real and fake defocus maps.
 
@@ -288,7 +227,7 @@ def variance_test(real_maps, fake_maps, window: int = 15, groups_real=None, grou
         (N, H, W) or (N, 1, H, W); the two sides need not have the same N (no pairing is needed).
     window : int
         Window side (15 in the reference).
-    groups_real, groups_fake : array_like, optional
+    real_groups, fake_groups : array_like, optional
         Independent unit per image (video id). When given, the bootstrap resamples groups, ``n_units_*``
         count groups, and a group-level KS test on per-group means is reported as well.
     n_boot : int
@@ -309,7 +248,7 @@ def variance_test(real_maps, fake_maps, window: int = 15, groups_real=None, grou
     --------
     >>> rng = np.random.default_rng(0)
     >>> real = rng.random((20, 24, 24)); fake = real[:, ::2, ::2].repeat(2, 1).repeat(2, 2)
-    >>> res = variance_test(real, fake, window=5, n_boot=200)
+    >>> res = variance_test(real_maps=real, fake_maps=fake, window=5, n_boot=200)
     >>> res.mean_fake < res.mean_real
     True
     """
@@ -322,20 +261,20 @@ def variance_test(real_maps, fake_maps, window: int = 15, groups_real=None, grou
         raise ValueError(f"each side needs at least two maps, got real {r_arr.shape} and fake {f_arr.shape}")
     vr = mean_local_variance(r_arr, window, border, normalize)
     vf = mean_local_variance(f_arr, window, border, normalize)
-    if groups_real is not None:
-        as_labels(groups_real, "groups_real", vr.size)
-    if groups_fake is not None:
-        as_labels(groups_fake, "groups_fake", vf.size)
+    if real_groups is not None:
+        as_labels(real_groups, "real_groups", vr.size)
+    if fake_groups is not None:
+        as_labels(fake_groups, "fake_groups", vf.size)
     ks = stats.ks_2samp(vr, vf, alternative=alternative)
     g_stat = g_p = None
-    if groups_real is not None or groups_fake is not None:
-        gks = stats.ks_2samp(_group_means(vr, groups_real), _group_means(vf, groups_fake),
+    if real_groups is not None or fake_groups is not None:
+        gks = stats.ks_2samp(_group_means(vr, real_groups), _group_means(vf, fake_groups),
                              alternative=alternative)
         g_stat, g_p = float(gks.statistic), float(gks.pvalue)
-    ci = bootstrap_difference_ci(vr, vf, groups_real, groups_fake, n_boot=n_boot, confidence=confidence,
+    ci = bootstrap_difference_ci(vr, vf, real_groups, fake_groups, n_boot=n_boot, confidence=confidence,
                                  seed=seed)
-    _, nu_r = group_codes(groups_real, vr.size)
-    _, nu_f = group_codes(groups_fake, vf.size)
+    _, nu_r = group_codes(real_groups, vr.size)
+    _, nu_f = group_codes(fake_groups, vf.size)
     d = cohens_d(vr, vf)
     return VarianceTestResult(
         ks_statistic=float(ks.statistic), p_value=float(ks.pvalue), group_ks_statistic=g_stat,
@@ -344,4 +283,4 @@ def variance_test(real_maps, fake_maps, window: int = 15, groups_real=None, grou
         confidence=confidence, cliffs_delta=cliffs_delta(vr, vf), cohens_d=d, n_real=int(vr.size),
         n_fake=int(vf.size), n_units_real=nu_r, n_units_fake=nu_f, window=int(window), border=border,
         normalize=bool(normalize), alternative=alternative, n_boot=int(n_boot),
-        values_real=_readonly(vr), values_fake=_readonly(vf))
+        values_real=readonly(vr), values_fake=readonly(vf))

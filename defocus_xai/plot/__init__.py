@@ -3,22 +3,26 @@
 Every function takes numpy arrays (or torch tensors) or the library's result objects, an optional
 ``ax`` / ``axes`` / ``fig``, returns the :class:`matplotlib.figure.Figure` and never calls
 ``plt.show()``. The style (:mod:`defocus_xai.plot.style`) is applied per figure with an
-``rc_context``; global ``rcParams`` are left untouched. :func:`paper_figures` writes the whole set
-from an attribution store.
+``rc_context``; global ``rcParams`` are left untouched. Paired maps are keyword-only
+(``real_map=``, ``fake_map=``). The whole set from a store: :func:`defocus_xai.paper_figures`.
 
 Examples
 --------
 >>> import numpy as np
 >>> from defocus_xai import plot
->>> fig = plot.variance_pair(np.random.rand(32, 32), np.random.rand(32, 32), window=5)
+>>> fig = plot.variance_pair(real_map=np.random.rand(32, 32), fake_map=np.random.rand(32, 32), window=5)
 >>> fig.savefig("/tmp/variance_pair.png")  # doctest: +SKIP
 """
 
 from . import style
-from .curves import activation_curve, deletion_curves, localization_curves, randomization_plot
-from .maps import attribution_overlay, defocus_triptych, mask_triptych, variance_pair
-from .stats import alignment_comparison, alignment_histogram, embedding_scatter, variance_distributions
-from .paper import paper_figures
+from .alignment import alignment_comparison, alignment_histogram
+from .attribution import attribution_overlay
+from .curves import activation_curve, deletion_curves
+from .embedding import embedding_scatter
+from .localization import localization_curves
+from .maps import defocus_triptych, mask_triptych
+from .randomization import randomization_plot
+from .variance import variance_distributions, variance_pair
 
 __all__ = [
     "style",
@@ -34,5 +38,4 @@ __all__ = [
     "localization_curves",
     "deletion_curves",
     "randomization_plot",
-    "paper_figures",
 ]

@@ -6,7 +6,10 @@ import warnings
 
 import numpy as np
 
+from ..analysis._grid import to_grid
 from .style import to_numpy
+
+__all__ = ["attr", "as_map", "as_image", "gray", "to_grid"]
 
 
 def attr(obj, *names, default=None):
@@ -83,19 +86,3 @@ def as_image(x, *, name: str = "image", index: int = 0) -> np.ndarray:
 def gray(image: np.ndarray) -> np.ndarray:
     """Luma-free grey (mean of channels) of a display image in [0, 1]."""
     return image.mean(axis=-1) if image.ndim == 3 else image
-
-
-def minmax(a: np.ndarray) -> np.ndarray:
-    lo, hi = np.nanmin(a), np.nanmax(a)
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-
-
-def to_grid(a: np.ndarray, shape: tuple) -> np.ndarray:
-    """Bilinear resample of an (H, W) or (H, W, C) array to the (h, w) grid ``shape``."""
-    if a.shape[:2] == tuple(shape):
-        return a
-    from scipy.ndimage import zoom
-
-    f = (shape[0] / a.shape[0], shape[1] / a.shape[1]) + ((1,) if a.ndim == 3 else ())
-    out = zoom(a, f, order=1)
-    return out[: shape[0], : shape[1]]

@@ -1,11 +1,8 @@
-"""Cluster (group) bootstrap confidence intervals for means and differences of means.
+"""Statistics shared by the analyses: group (cluster) bootstrap CIs and effect sizes.
 
-Frames of one video are not independent (DESIGN.md, refinement 6). When ``groups`` is given, the
-bootstrap resamples whole groups with replacement and recomputes the pooled mean of all values in the
-resampled groups (each sample keeps weight one); the number of independent units is the number of
-distinct groups. Without ``groups`` every sample is its own unit (the ordinary bootstrap).
-
-Randomness comes only from ``numpy.random.default_rng(seed)``; no global RNG is touched.
+With ``groups`` the bootstrap resamples whole groups (frames of one video are not independent) and
+reports the number of groups as ``n_units``; randomness comes only from ``numpy.random.default_rng(seed)``.
+See docs/analysis.md.
 """
 
 from __future__ import annotations
@@ -14,10 +11,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ._checks import as_float_array, as_labels, check_confidence
 
-__all__ = ["BootstrapCI", "bootstrap_mean_ci", "bootstrap_difference_ci", "group_codes"]
+__all__ = ["BootstrapCI", "bootstrap_mean_ci", "bootstrap_difference_ci", "cliffs_delta", "cohens_d"]
 
 # Largest number of (replicate x unit) weights held in memory at once.
 _BLOCK = 1 << 22
@@ -166,3 +164,41 @@ def bootstrap_difference_ci(x, y, groups_x=None, groups_y=None, *, n_boot: int =
     ry = _replicate_means(*_unit_sums(vy, cy, gy), int(n_boot), rng)
     lo, hi = _percentiles(ry - rx, confidence)
     return BootstrapCI(float(vy.mean() - vx.mean()), lo, hi, confidence, int(n_boot), gx + gy)
+
+
+def cliffs_delta(x, y) -> float:
+    """Cliff's delta ``P(y > x) - P(y < x)`` over all pairs, in [-1, 1] (ties count zero).
+
+    Computed from the Mann-Whitney U statistic in O(n log n).
+
+    Examples
+    --------
+    >>> cliffs_delta([1, 2], [3, 4])
+    1.0
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.size == 0 or y.size == 0:
+        raise ValueError("cliffs_delta needs two non-empty samples")
+    ranks = stats.rankdata(np.concatenate([x, y]))
+    u_y = ranks[x.size:].sum() - y.size * (y.size + 1) / 2.0
+    return float(2.0 * u_y / (x.size * y.size) - 1.0)
+
+
+def cohens_d(x, y) -> float:
+    """Cohen's d, ``(mean(y) - mean(x)) / pooled_sd`` (pooled SD with ddof 1); 0 when both are constant.
+
+    Examples
+    --------
+    >>> round(cohens_d([0.0, 2.0], [2.0, 4.0]), 6)
+    1.414214
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.size < 2 or y.size < 2:
+        raise ValueError("cohens_d needs at least two values per sample")
+    pooled = ((x.size - 1) * x.var(ddof=1) + (y.size - 1) * y.var(ddof=1)) / (x.size + y.size - 2)
+    diff = y.mean() - x.mean()
+    if pooled == 0:
+        return 0.0 if diff == 0 else float(np.sign(diff) * np.inf)
+    return float(diff / np.sqrt(pooled))
