@@ -6,7 +6,7 @@ from torch import nn
 
 def tiny_defocus_detector(size: int = 16, seed: int = 0):
     """A ``DefocusDetector`` with a two-stage SmallCNN on ``size x size`` maps (random but input-dependent)."""
-    from defocus_xai.detect.models import DefocusDetector
+    from defocus_xai.detect import DefocusDetector
 
     torch.manual_seed(seed)
     det = DefocusDetector("small-cnn", estimator={"size": size}, widths=(4, 8))
@@ -19,14 +19,41 @@ def tiny_defocus_detector(size: int = 16, seed: int = 0):
 
 
 def tiny_rgb_detector(seed: int = 0):
-    from defocus_xai.detect.models import RGBDetector
+    from defocus_xai.detect import RGBDetector
 
     torch.manual_seed(seed)
     return RGBDetector("small-cnn", widths=(4, 8), input_norm="[-1,1]").eval()
 
 
-class ToyMapDetector(nn.Module):
-    """The detector interface on a configurable body (to provoke unsupported layers)."""
+class MapToy(nn.Module):
+    """The map-detector protocol (``defocus_xai.detect.protocol.MapDetector``) around a ``forward_map``
+    that subclasses define; maps are the mean of the image channels."""
+
+    identity = {"name": "toy"}
+    input_size = None
+
+    def map_from_images(self, images):
+        return images.mean(1, keepdim=True)
+
+    def normalize(self, sigma):
+        return sigma
+
+    def prepare(self, images):
+        return (self.map_from_images(images),)
+
+    def forward_prepared(self, maps):
+        return self.forward_map(maps)
+
+    def forward(self, images):
+        return self.forward_map(self.map_from_images(images))
+
+    def predict_proba(self, images, *, batch_size=None):
+        with torch.no_grad():
+            return torch.sigmoid(self(images)).reshape(-1)
+
+
+class ToyMapDetector(MapToy):
+    """A map detector on a configurable body (to provoke unsupported layers)."""
 
     def __init__(self, body: nn.Module):
         super().__init__()
@@ -34,12 +61,6 @@ class ToyMapDetector(nn.Module):
 
     def forward_map(self, maps):
         return self.body(maps)
-
-    def map_from_images(self, images):
-        return images.mean(1, keepdim=True)
-
-    def forward(self, images):
-        return self.forward_map(self.map_from_images(images))
 
 
 def body_with(act: nn.Module, size: int = 8) -> nn.Module:
@@ -84,7 +105,7 @@ torch.set_num_threads(1)
 sys.path.insert(0, {str(__import__('pathlib').Path(__file__).resolve().parents[1])!r})
 from tests._toy_models import ToyData, tiny_defocus_detector, tiny_rgb_detector
 from defocus_xai.explain import export_attributions
-export_attributions(ToyData({n}, delay={delay}), tiny_defocus_detector(16), {out!r},
+export_attributions(tiny_defocus_detector(16), ToyData({n}, delay={delay}), {out!r},
                     methods={tuple(methods)!r}, rgb_detector=tiny_rgb_detector(), background=2,
                     n_samples=6, seed=5, batch_size=2, chunk_size={chunk_size}, progress=False{extra})
 """

@@ -1,11 +1,18 @@
 """attribute(): shapes, determinism, batch independence, agreement with shap's reference loop."""
 
+import copy
+import dataclasses
+import json
+import pickle
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from defocus_xai.explain.attribute import METHODS, attribute, sample_seed
+from defocus_xai.explain import METHODS, attribute
+from defocus_xai.explain.engines import Explained
+from defocus_xai.explain.samplers import sample_seed, shap_draws
 from tests._toy_models import ToyMapDetector, body_with, tiny_defocus_detector, tiny_rgb_detector
 
 torch.set_num_threads(1)
@@ -28,7 +35,9 @@ def data():
 def _kw(method):
     if method == "occlusion":
         return {"method_kwargs": {"sliding_window": 4, "strides": 4}}
-    return {"n_samples": 8} if method in ("shap_gradient", "gradient_shap", "integrated_gradients") else {}
+    if method == "integrated_gradients":
+        return {"n_steps": 8}
+    return {"n_samples": 8} if method in ("shap_gradient", "gradient_shap") else {}
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -58,12 +67,10 @@ def test_shap_gradient_equals_reference_per_image_loop(det, data):
     """The reference way: shap.GradientExplainer called on one image at a time."""
     import shap
 
-    from defocus_xai.explain.attribute import _Explained
-
     maps, bg = data
     ours = attribute(det, maps, method="shap_gradient", background=bg, n_samples=20, seed=11, batch_size=3)
     state = np.random.get_state()
-    explainer = shap.GradientExplainer(_Explained(det, "defocus", None), bg)
+    explainer = shap.GradientExplainer(Explained(det, "defocus", None), bg)
     ref = [explainer.shap_values(maps[i:i + 1], nsamples=20, rseed=sample_seed(11, i)) for i in range(len(maps))]
     np.random.set_state(state)
     ref = torch.from_numpy(np.concatenate(ref).reshape(maps.shape).astype(np.float32))
@@ -75,7 +82,7 @@ def test_expected_gradients_engines_agree_in_expectation(det, data):
     baseline it is the integrated-gradients integral."""
     maps, _ = data
     x, base = maps[:1], torch.zeros(1, 1, S, S)
-    ig = attribute(det, x, method="integrated_gradients", background=base, n_samples=64)
+    ig = attribute(det, x, method="integrated_gradients", background=base, n_steps=64)
     n = 600
     runs = {
         "shap": attribute(det, x, method="shap_gradient", background=base, n_samples=n, seed=1),
@@ -95,11 +102,12 @@ def test_expected_gradients_engines_agree_in_expectation(det, data):
 
 def test_integrated_gradients_convergence_delta(det, data):
     maps, bg = data
-    a, meta = attribute(det, maps, method="integrated_gradients", background=bg, n_samples=64, return_meta=True)
+    a, meta = attribute(det, maps, method="integrated_gradients", background=bg, n_steps=64, return_meta=True)
     with torch.no_grad():
         gap = (det.forward_map(maps) - det.forward_map(bg.mean(0, keepdim=True))).abs().max()
     assert meta["max_abs_convergence_delta"] < 0.05 * float(gap) + 1e-5
     assert meta["engine"] == "captum" and meta["params"]["n_steps"] == 64
+    assert meta["n_steps"] == 64 and meta["n_samples"] is None
 
 
 def test_meta_names_engine_and_background(det, data):
@@ -188,11 +196,9 @@ def _shap_loop(model, x, bg, n, seed, space="defocus", local_smoothing=0.0):
     """The reference per-image loop, called directly on shap (global RNG states restored)."""
     import shap
 
-    from defocus_xai.explain.attribute import _Explained
-
     np_state, t_state = np.random.get_state(), torch.get_rng_state()
     try:
-        ex = shap.GradientExplainer(_Explained(model, space, None), bg, local_smoothing=local_smoothing)
+        ex = shap.GradientExplainer(Explained(model, space, None), bg, local_smoothing=local_smoothing)
         vals = []
         for i in range(len(x)):
             torch.manual_seed(sample_seed(seed, i))
@@ -204,13 +210,11 @@ def _shap_loop(model, x, bg, n, seed, space="defocus", local_smoothing=0.0):
 
 
 def test_shap_draws_are_shaps_stream():
-    from defocus_xai.explain.attribute import _shap_draws
-
     state = np.random.get_state()
     np.random.seed(1234)
     want = [(np.random.choice(7), np.random.uniform()) for _ in range(30)]
     np.random.set_state(state)
-    rows, ts = _shap_draws(1234, 30, 7)
+    rows, ts = shap_draws(1234, 30, 7)
     assert [(int(r), float(t)) for r, t in zip(rows, ts)] == [(int(r), float(t)) for r, t in want]
 
 
@@ -301,3 +305,85 @@ def test_cuda_matches_cpu(data):
     a = attribute(det, maps, method="shap_gradient", background=bg, n_samples=8)
     b = attribute(det.cuda(), maps.cuda(), method="shap_gradient", background=bg.cuda(), n_samples=8)
     torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------ borrowed detector
+
+
+def test_caller_model_given_back_in_its_modes(data):
+    """A model in train mode (with one submodule in eval mode) comes back exactly so; weights unchanged."""
+    maps, bg = data
+    d = tiny_defocus_detector(S, seed=5).train()
+    d.backbone.fc.eval()
+    modes = {n: m.training for n, m in d.named_modules()}
+    state = {k: v.clone() for k, v in d.state_dict().items()}
+    for method in ("saliency", "shap_gradient", "integrated_gradients"):
+        attribute(d, maps[:2], method=method, background=bg, n_samples=4, n_steps=4)
+        assert {n: m.training for n, m in d.named_modules()} == modes, method
+    assert all(torch.equal(state[k], v) for k, v in d.state_dict().items())  # BatchNorm statistics too
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def test_settings_resolve_defaults_per_method():
+    from defocus_xai.explain import AttributionSettings
+
+    s = AttributionSettings(method="shap_gradient").resolved()
+    assert (s.engine, s.n_samples, s.n_steps) == ("batched", 200, None)
+    ig = dataclasses.replace(s, method="integrated_gradients", engine=None).resolved()
+    assert (ig.engine, ig.n_samples, ig.n_steps) == ("captum", None, 50)
+    assert AttributionSettings(method="shap_deep").resolved().engine == "shap"
+    meta = AttributionSettings(method="integrated_gradients", n_steps=8, n_samples=99).to_meta()
+    assert meta["n_steps"] == 8 and meta["n_samples"] is None and meta["background"] == "zeros"
+    assert json.loads(json.dumps(meta)) == meta
+
+
+def test_settings_are_frozen_comparable_and_picklable():
+    from defocus_xai.explain import AttributionSettings
+
+    bg = torch.rand(2, 1, S, S, generator=torch.Generator().manual_seed(0))
+    s = AttributionSettings(method="saliency", background=bg, method_kwargs={"abs": False})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.method = "deeplift"
+    with pytest.raises(TypeError):
+        s.method_kwargs["abs"] = True
+    twin = AttributionSettings(method="saliency", background=bg.clone(), method_kwargs={"abs": False})
+    assert s == twin and hash(s) == hash(twin)
+    assert s != dataclasses.replace(s, background=bg + 1)  # the background's values are part of the identity
+    other_batch = dataclasses.replace(s, batch_size=3)
+    assert s != other_batch and s.to_meta() == other_batch.to_meta()  # same values, other memory bound
+    assert pickle.loads(pickle.dumps(s)) == s and copy.deepcopy(s) == s
+    assert s.to_meta()["background"].startswith("2 maps, shape (1, 16, 16), sha1 ")
+    assert AttributionSettings(background=10).to_meta()["background"] == "data-set samples 0..9"
+
+
+def test_settings_reject_bad_values():
+    from defocus_xai.explain import AttributionSettings
+
+    for kw, match in (({"method": "lime"}, "unknown method"), ({"space": "depth"}, "unknown space"),
+                      ({"engine": "fast"}, "unknown engine"),
+                      ({"method": "saliency", "engine": "shap"}, "no engine"),
+                      ({"n_samples": 0}, "n_samples"), ({"n_steps": 2.5}, "n_steps"), ({"seed": -1}, "seed"),
+                      ({"batch_size": 0}, "batch_size"), ({"background": 0}, "background")):
+        with pytest.raises(ValueError, match=match):
+            AttributionSettings(**kw)
+    with pytest.raises(TypeError, match="background"):
+        AttributionSettings(background="ten")
+    with pytest.raises(TypeError, match="method_kwargs"):
+        AttributionSettings(method_kwargs={"window": object()})
+
+
+def test_settings_attribute_equals_attribute(det, data):
+    from defocus_xai.explain import AttributionSettings
+
+    maps, bg = data
+    s = AttributionSettings(method="shap_gradient", background=bg, n_samples=6, seed=2)
+    a, meta = s.attribute(det, maps[:2], sample_indices=[3, 4], return_meta=True)
+    b = attribute(det, maps[:2], method="shap_gradient", background=bg, n_samples=6, seed=2,
+                  sample_indices=[3, 4])
+    assert torch.equal(a, b)
+    assert {k: meta[k] for k in ("method", "engine", "n_samples", "seed")} == \
+        {k: s.to_meta()[k] for k in ("method", "engine", "n_samples", "seed")}
+    with pytest.raises(ValueError, match="data-set samples"):
+        AttributionSettings(background=4).attribute(det, maps[:1])

@@ -11,13 +11,14 @@ from defocus_xai.explain.faithfulness import (
     make_baseline,
     trapezoid_auc,
 )
+from tests._toy_models import MapToy
 
 torch.set_num_threads(1)
 
 S = 8  # 64 pixels: a few hundred forward passes of a linear model
 
 
-class LinearMapModel(nn.Module):
+class LinearMapModel(MapToy):
     """logit = <w, map> + b: the contribution of pixel j relative to a baseline is w_j (x_j - b_j)."""
 
     def __init__(self, w: torch.Tensor, b: float = 0.0, outputs: int = 1):
@@ -44,7 +45,7 @@ def test_ideal_attribution_beats_random_and_endpoints():
     model, maps = _setup()
     base, _ = make_baseline(maps, "zero")
     ideal = model.w.view(1, 1, S, S) * (maps - base)  # exact contribution of each pixel
-    res = deletion_insertion(model, maps, ideal, steps=16, baseline="zero", seed=3)
+    res = deletion_insertion(model, maps, ideal, n_steps=16, baseline="zero", seed=3)
     assert isinstance(res, FaithfulnessResult)
     assert res.fractions.shape == (17,) and res.deletion.shape == (4, 17) and res.insertion.shape == (4, 17)
     np.testing.assert_allclose(res.fractions, np.arange(17) / 16)
@@ -65,7 +66,7 @@ def test_ideal_attribution_beats_random_and_endpoints():
     assert np.all(res.deletion <= res.random_deletion + 1e-9)
     assert np.all(res.insertion >= res.random_insertion - 1e-9)
     # the reverse ranking is worse than chance
-    rev = deletion_insertion(model, maps, -ideal, steps=16, baseline="zero", seed=3)
+    rev = deletion_insertion(model, maps, -ideal, n_steps=16, baseline="zero", seed=3)
     assert np.all(rev.deletion_auc > res.random_deletion_auc)
     assert np.all(rev.insertion_auc < res.random_insertion_auc)
     s = res.summary().set_index("metric")
@@ -75,7 +76,7 @@ def test_ideal_attribution_beats_random_and_endpoints():
 def test_intermediate_point_by_hand_and_tie_break():
     model, maps = _setup(n=2)
     attr = torch.randn(2, 1, S, S, generator=torch.Generator().manual_seed(1))
-    res = deletion_insertion(model, maps, attr, steps=4, baseline=0.25, random_baseline=False)
+    res = deletion_insertion(model, maps, attr, n_steps=4, baseline=0.25, random_baseline=False)
     assert res.random_deletion is None and res.random_deletion_auc is None and res.baseline == "0.25"
     k = S * S // 4  # step 1 deletes the top quarter
     for i in range(2):
@@ -91,7 +92,8 @@ def test_intermediate_point_by_hand_and_tie_break():
             q = torch.sigmoid(model.forward_map(y.view(1, 1, S, S)))[0, 0].item()
         assert res.insertion[i, 1] == pytest.approx(q, rel=1e-6)
     # a constant attribution: ties broken by pixel index (row-major, first pixels first)
-    const = deletion_insertion(model, maps, torch.zeros_like(maps), steps=4, baseline=0.25, random_baseline=False)
+    const = deletion_insertion(model, maps, torch.zeros_like(maps), n_steps=4, baseline=0.25,
+                               random_baseline=False)
     x = maps[0].flatten().clone()
     x[:k] = 0.25
     with torch.no_grad():
@@ -103,11 +105,11 @@ def test_batch_size_invariance_seed_and_no_mutation():
     model, maps = _setup(n=3)
     attr = torch.randn(3, S, S, generator=torch.Generator().manual_seed(2))  # (N, H, W) accepted
     maps_before, attr_before = maps.clone(), attr.clone()
-    a = deletion_insertion(model, maps, attr, steps=7, batch_size=2, seed=5)
-    b = deletion_insertion(model, maps.numpy(), attr.numpy(), steps=7, batch_size=500, seed=5)
+    a = deletion_insertion(model, maps, attr, n_steps=7, batch_size=2, seed=5)
+    b = deletion_insertion(model, maps.numpy(), attr.numpy(), n_steps=7, batch_size=500, seed=5)
     for f in ("deletion", "insertion", "random_deletion", "random_insertion", "deletion_auc"):
         np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=1e-5)  # float32 batching
-    c = deletion_insertion(model, maps, attr, steps=7, seed=6)
+    c = deletion_insertion(model, maps, attr, n_steps=7, seed=6)
     assert not np.allclose(a.random_deletion, c.random_deletion)
     np.testing.assert_allclose(a.deletion, c.deletion, rtol=1e-5)
     assert torch.equal(maps, maps_before) and torch.equal(attr, attr_before)
@@ -115,7 +117,7 @@ def test_batch_size_invariance_seed_and_no_mutation():
     assert a.fractions[0] == 0.0 and a.fractions[-1] == 1.0
     np.testing.assert_allclose(a.fractions * S * S, np.rint(np.arange(8) * S * S / 7))
     d = a.to_dict()
-    assert isinstance(d["deletion"], list) and d["steps"] == 7
+    assert isinstance(d["deletion"], list) and d["n_steps"] == 7
 
 
 def test_baselines():
@@ -141,31 +143,31 @@ def test_two_output_model_target_and_errors():
     two = LinearMapModel(w, outputs=2)
     one = LinearMapModel(w)
     attr = torch.randn(2, 1, S, S, generator=g)
-    r2 = deletion_insertion(two, maps, attr, steps=4, baseline="mean")
-    r1 = deletion_insertion(one, maps, attr, steps=4, baseline="mean")
+    r2 = deletion_insertion(two, maps, attr, n_steps=4, baseline="mean")
+    r1 = deletion_insertion(one, maps, attr, n_steps=4, baseline="mean")
     # softmax([-z/2, z/2])[1] == sigmoid(z)
     np.testing.assert_allclose(r2.deletion, r1.deletion, rtol=1e-5)
-    r0 = deletion_insertion(two, maps, attr, steps=4, baseline="mean", target=0)
+    r0 = deletion_insertion(two, maps, attr, n_steps=4, baseline="mean", target=0)
     np.testing.assert_allclose(r0.deletion, 1 - r1.deletion, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="do not match"):
-        deletion_insertion(one, maps, attr[:, :, :4], steps=4)
+        deletion_insertion(one, maps, attr[:, :, :4], n_steps=4)
     with pytest.raises(ValueError, match="NaN"):
-        deletion_insertion(one, maps, attr * float("nan"), steps=4)
-    with pytest.raises(ValueError, match="steps"):
-        deletion_insertion(one, maps, attr, steps=0)
+        deletion_insertion(one, maps, attr * float("nan"), n_steps=4)
+    with pytest.raises(ValueError, match="n_steps"):
+        deletion_insertion(one, maps, attr, n_steps=0)
     with pytest.raises(ValueError, match="forward_map"):
         deletion_insertion(nn.Linear(2, 1), maps, attr)
 
 
 def test_real_detector_modes_restored_and_dataparallel():
-    from defocus_xai.detect.models import DefocusDetector
+    from defocus_xai.detect import DefocusDetector
 
     torch.manual_seed(0)
     det = DefocusDetector("small-cnn", estimator={"size": 32}, widths=(4, 8))
     det.train()
     state = {k: v.clone() for k, v in det.state_dict().items()}
     maps = torch.rand(2, 1, 32, 32)
-    res = deletion_insertion(nn.DataParallel(det), maps, torch.randn(2, 1, 32, 32), steps=3, batch_size=8)
+    res = deletion_insertion(nn.DataParallel(det), maps, torch.randn(2, 1, 32, 32), n_steps=3, batch_size=8)
     assert det.training  # mode restored
     assert all(torch.equal(state[k], v) for k, v in det.state_dict().items())  # BN stats untouched
     det.eval()
@@ -177,7 +179,7 @@ def test_real_detector_modes_restored_and_dataparallel():
 def test_trapezoid_and_plot_adapter():
     assert trapezoid_auc(np.array([0.0, 1.0]), np.array([1.0, 1.0])) == pytest.approx(1.0)
     model, maps = _setup(n=2)
-    res = deletion_insertion(model, maps, torch.randn(2, 1, S, S), steps=4)
+    res = deletion_insertion(model, maps, torch.randn(2, 1, S, S), n_steps=4)
     cur = res.curves("insertion")
     assert set(cur) == {"attribution", "random"}
     assert cur["attribution"].scores.shape == (2, 5)
@@ -191,8 +193,8 @@ def test_trapezoid_and_plot_adapter():
 def test_logit_score_and_summary_rows():
     model, maps = _setup(n=2)
     attr = torch.randn(2, 1, S, S, generator=torch.Generator().manual_seed(4))
-    rp = deletion_insertion(model, maps, attr, steps=4, baseline="zero")
-    rl = deletion_insertion(model, maps, attr, steps=4, baseline="zero", score="logit")
+    rp = deletion_insertion(model, maps, attr, n_steps=4, baseline="zero")
+    rl = deletion_insertion(model, maps, attr, n_steps=4, baseline="zero", score="logit")
     assert rl.score == "logit" and rp.score == "probability"
     np.testing.assert_allclose(1 / (1 + np.exp(-rl.deletion)), rp.deletion, rtol=1e-6)
     with torch.no_grad():

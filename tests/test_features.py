@@ -56,8 +56,27 @@ def test_modes_restored_no_grad_and_dataparallel(det):
         det.eval()
 
 
+def test_per_module_modes_kept():
+    d = tiny_defocus_detector(size=S, seed=1).train()
+    d.backbone.fc.eval()
+    modes = {n: m.training for n, m in d.named_modules()}
+    extract_features(d, torch.rand(2, 3, S, S), device="cpu", progress=False)
+    assert {n: m.training for n, m in d.named_modules()} == modes
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_given_back():
+    d = tiny_defocus_detector(size=S, seed=1)
+    x = torch.rand(3, 3, S, S)
+    ref = extract_features(d, x, progress=False)
+    fs = extract_features(d, x, device="cuda", progress=False)
+    assert next(d.parameters()).device.type == "cpu"  # moved there for the run, and back
+    np.testing.assert_allclose(fs.scores, ref.scores, rtol=1e-3, atol=1e-5)
+
+
 def test_dataloader_with_synth_collate_and_numpy_hwc(det):
-    from defocus_xai.data.synth import DefocusSynth, collate
+    from defocus_xai.data import DefocusSynth, collate
 
     ds = DefocusSynth(4, size=S, seed=1)
     loader = DataLoader(ds, batch_size=3, collate_fn=collate)
@@ -89,7 +108,7 @@ def test_rgb_detector_auto_space_and_tuple_samples():
 
 
 def test_two_branch_spaces():
-    from defocus_xai.detect.models import TwoBranchDetector
+    from defocus_xai.detect import TwoBranchDetector
 
     torch.manual_seed(0)
     tb = TwoBranchDetector(estimator={"size": S}).eval()

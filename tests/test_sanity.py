@@ -23,7 +23,7 @@ def _toy_maps(n, g):
 
 @pytest.fixture(scope="module")
 def trained():
-    from defocus_xai.detect.models import DefocusDetector
+    from defocus_xai.detect import DefocusDetector
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
@@ -73,7 +73,7 @@ def test_cascading_full_randomization_decorrelates(trained):
     # observed on this toy (6 samples): signed -0.010 +- 0.017, |attribution| -0.076 +- 0.058
     assert abs(last["spearman"]) < 0.2 and abs(last["spearman_abs"]) < 0.25
     assert (df["logit_change"].iloc[1:] > 0).all()
-    assert (df["n_valid"] == len(x)).all() and (df["n_samples"] == len(x)).all()
+    assert (df["n_valid"] == len(x)).all() and (df["n"] == len(x)).all()
     assert set(df["method"]) == {"saliency"} and df["cascading"].all()
 
 
@@ -95,7 +95,7 @@ def test_independent_and_determinism(trained):
 def test_layers_images_per_sample_and_other_method(trained):
     det, x, _ = trained
     df = randomization_test(det, x[:2], layers=["backbone.features", "module.backbone.fc"], per_sample=True,
-                            method="integrated_gradients", attribute_kwargs={"n_samples": 4})
+                            method="integrated_gradients", n_steps=4)
     assert list(df["layer"]) == ["original"] * 2 + ["backbone.features"] * 2 + ["backbone.fc"] * 2
     assert list(df["sample"]) == [0, 1] * 3
     # images (3 channels) are turned into maps once with the detector's estimator
@@ -109,8 +109,26 @@ def test_layers_images_per_sample_and_other_method(trained):
         randomization_test(det, x[:1], layers=["backbone.nope"])
     with pytest.raises(ValueError, match="no parameters"):
         randomization_test(det, x[:1], layers=["backbone.global_pool"])
-    with pytest.raises(ValueError, match="must not set"):
+    with pytest.raises(TypeError, match="attribute_kwargs"):
         randomization_test(det, x[:1], attribute_kwargs={"seed": 3})
+
+
+def test_settings_object_and_options(trained):
+    """The attribution settings of the exporter serve the test as they are; options replace fields."""
+    from defocus_xai.explain import AttributionSettings
+
+    det, x, _ = trained
+    s = AttributionSettings(method="shap_gradient", n_samples=4, seed=1, background=x[3:5])
+    a = randomization_test(det, x[:2], s, layers=["backbone.fc"])
+    b = randomization_test(det, x[:2], method="shap_gradient", n_samples=4, seed=1, background=x[3:5],
+                           layers=["backbone.fc"])
+    pd.testing.assert_frame_equal(a, b)
+    c = randomization_test(det, x[:2], s, seed=2, layers=["backbone.fc"])
+    assert not np.allclose(a["spearman"].iloc[1], c["spearman"].iloc[1])
+    # saliency is signed unless the settings say otherwise
+    signed = randomization_test(det, x[:2], layers=["backbone.fc"])
+    absolute = randomization_test(det, x[:2], layers=["backbone.fc"], method_kwargs={"abs": True})
+    assert signed["spearman"].iloc[1] < 0 < absolute["spearman"].iloc[1]
 
 
 def test_rank_correlation_matches_scipy():

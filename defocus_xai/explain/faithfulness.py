@@ -1,36 +1,17 @@
 """Deletion and insertion curves of an attribution on the defocus map (Petsiuk et al. 2018, RISE).
 
-An attribution ranks the pixels of a defocus map by how much evidence for "fake" they carry. If the
-ranking is faithful to the model, then
-
-* **deletion**: replacing the top-ranked pixels by a baseline (information removed) makes the model's
-  probability of fake drop fast: a *low* area under the curve is good;
-* **insertion**: starting from the baseline and putting back the top-ranked pixels first makes the
-  probability rise fast: a *high* area under the curve is good.
-
-:func:`deletion_insertion` computes both curves for every sample at ``steps + 1`` fractions of pixels,
-their trapezoid areas over the fraction in ``[0, 1]``, and the same for a seeded random ranking of the
-pixels, the chance level to judge an attribution against.
-
-Conventions
-    * Ranking: by the attribution *as given*, largest first (positive = evidence for fake, as the
-      detectors' logit is "fake"). Pass ``abs(attribution)`` to rank by magnitude instead (then a
-      pixel of strong evidence for *real* is deleted early and the deletion curve can rise). Ties are
-      broken by the pixel's row-major index, smallest first (a stable sort), so the result is
-      deterministic.
-    * Step ``k`` changes the first ``round(k * P / steps)`` pixels of the ranking (``P`` pixels per map);
-      ``fractions`` holds the exact fraction changed, ``k / steps`` when ``P`` is divisible by ``steps``.
-    * Score: the model's probability of fake, ``sigmoid(forward_map(map))`` (with a two-column output:
-      ``softmax`` and column ``target``, default 1); ``score="logit"`` records the logit instead.
-    * The same baseline map serves both curves: deletion ends at it and insertion starts from it.
+:func:`deletion_insertion` removes (deletion) or restores (insertion) the map's pixels in the order an
+attribution ranks them and records the detector's score at ``n_steps + 1`` fractions, with the trapezoid
+areas and the same for a seeded random ranking (the chance level). Conventions and how to read the
+result: ``docs/sanity_faithfulness.md``.
 
 Examples
 --------
 >>> import torch
->>> from defocus_xai.detect.models import DefocusDetector
+>>> from defocus_xai.detect import DefocusDetector
 >>> det = DefocusDetector("small-cnn", estimator={"size": 32}, widths=(4, 8)).eval()
 >>> maps = torch.rand(2, 1, 32, 32)
->>> res = deletion_insertion(det, maps, torch.randn(2, 1, 32, 32), steps=4, baseline="zero")
+>>> res = deletion_insertion(det, maps, torch.randn(2, 1, 32, 32), n_steps=4, baseline="zero")
 >>> res.deletion.shape, res.fractions.tolist()
 ((2, 5), [0.0, 0.25, 0.5, 0.75, 1.0])
 """
@@ -44,11 +25,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .attribute import unwrap
 from .._device import module_device
+from ..defocus.filters import gaussian_blur
+from ..detect.protocol import borrowed, uses_maps
 
 __all__ = ["FaithfulnessResult", "CurveSet", "deletion_insertion", "trapezoid_auc", "make_baseline"]
 
@@ -79,21 +60,22 @@ class FaithfulnessResult:
 
     Attributes
     ----------
-    fractions : numpy.ndarray, (steps + 1,) float64
+    fractions : numpy.ndarray, (n_steps + 1,) float64
         Fraction of pixels deleted (inserted) at each step, from 0 to 1.
-    deletion, insertion : numpy.ndarray, (N, steps + 1) float64
+    deletion, insertion : numpy.ndarray, (N, n_steps + 1) float64
         The model's probability of fake (or logit, with ``score="logit"``) along the curves.
         ``deletion[:, 0]`` is the score on the original map and ``deletion[:, -1]`` on the baseline;
         ``insertion`` runs the other way.
     deletion_auc, insertion_auc : numpy.ndarray, (N,) float64
         Trapezoid areas over the fraction in ``[0, 1]`` (lower deletion, higher insertion = better).
-    random_deletion, random_insertion : numpy.ndarray or None, (N, steps + 1)
+    random_deletion, random_insertion : numpy.ndarray or None, (N, n_steps + 1)
         The same with a seeded random ranking of the pixels (None when ``random_baseline=False``).
     random_deletion_auc, random_insertion_auc : numpy.ndarray or None, (N,)
     baseline : str
         Description of the baseline map (``"blur (sigma 1.6 px)"``, ``"zero"``, ``"mean"``, ``"0.5"``,
         ``"given"``).
-    steps : int
+    n_steps : int
+        Steps between no pixel and all pixels changed.
     seed : int
         Seed of the random rankings (sample ``i`` uses ``(seed, i)``).
     score : str
@@ -110,7 +92,7 @@ class FaithfulnessResult:
     random_deletion_auc: np.ndarray | None
     random_insertion_auc: np.ndarray | None
     baseline: str
-    steps: int
+    n_steps: int
     seed: int
     score: str = "probability"
 
@@ -187,29 +169,6 @@ def trapezoid_auc(fractions: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return ((y[..., 1:] + y[..., :-1]) * 0.5 * np.diff(x)).sum(axis=-1)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W) with reflect padding (radius ceil(3 sigma), at most H-1/W-1)."""
-    if sigma <= 0:
-        return x.clone()
-    h, w = x.shape[-2:]
-    out = x
-    for dim, size in ((-1, w), (-2, h)):
-        r = int(min(math.ceil(3.0 * sigma), size - 1))
-        if r < 1:
-            continue
-        t = torch.arange(-r, r + 1, dtype=torch.float64)
-        k = torch.exp(-0.5 * (t / sigma) ** 2)
-        k = (k / k.sum()).to(device=x.device, dtype=x.dtype)
-        c = out.shape[1]
-        if dim == -1:
-            out = F.conv2d(F.pad(out, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
-                           groups=c)
-        else:
-            out = F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
-                           groups=c)
-    return out
-
-
 def make_baseline(maps: torch.Tensor, baseline: Any = "blur", *, blur_sigma: float | None = None
                   ) -> tuple[torch.Tensor, str]:
     """The baseline ("removed information") map for each map, and its description.
@@ -218,7 +177,8 @@ def make_baseline(maps: torch.Tensor, baseline: Any = "blur", *, blur_sigma: flo
     ----------
     maps : torch.Tensor, (N, C, H, W)
     baseline : {"blur", "zero", "mean"}, float or tensor
-        ``"blur"``: the map blurred with a Gaussian of ``blur_sigma`` pixels (reflect padding): local
+        ``"blur"``: the map blurred with a Gaussian of ``blur_sigma`` pixels
+        (:func:`defocus_xai.defocus.filters.gaussian_blur`, reflect padding): local
         structure removed, coarse layout kept, as RISE's insertion start; ``"zero"``: 0 (in a normalized
         defocus map: the sharpest value); ``"mean"``: each map's own mean value (a constant map, no
         layout at all); a number: that constant; a tensor broadcastable to ``maps``: as given.
@@ -240,7 +200,7 @@ def make_baseline(maps: torch.Tensor, baseline: Any = "blur", *, blur_sigma: flo
             s = float(blur_sigma) if blur_sigma is not None else max(1.0, 0.05 * min(maps.shape[-2:]))
             if not s > 0:
                 raise ValueError(f"blur_sigma must be > 0, got {blur_sigma!r}")
-            return _gaussian_blur(maps, s), f"blur (sigma {s:.3g} px)"
+            return gaussian_blur(maps, s, truncate=3.0), f"blur (sigma {s:.3g} px)"
         raise ValueError(f"baseline must be one of {BASELINES}, a number or a tensor, got {baseline!r}")
     if isinstance(baseline, (int, float, np.floating, np.integer)) and not isinstance(baseline, bool):
         v = float(baseline)
@@ -315,7 +275,7 @@ def _score(logits: torch.Tensor, target: int | None, score: str) -> torch.Tensor
 def _curves(fn, x: torch.Tensor, base: torch.Tensor, ranks: torch.Tensor, counts: torch.Tensor,
             batch_size: int, target: int | None, device: torch.device, score: str
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Deletion and insertion probabilities (N, K) for one ranking, in batches of <= batch_size maps."""
+    """Deletion and insertion scores (N, K) for one ranking, in batches of <= batch_size maps."""
     n, c, h, w = x.shape
     k = counts.numel()
     flat_x, flat_b = x.reshape(n, c, h * w), base.reshape(n, c, h * w)
@@ -336,10 +296,45 @@ def _curves(fn, x: torch.Tensor, base: torch.Tensor, ranks: torch.Tensor, counts
     return dele.reshape(n, k), ins.reshape(n, k)
 
 
+def _maps_and_attributions(maps: Any, attributions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated maps (N, C, H, W) and attributions of the same shape (channels summed onto a 1-channel map)."""
+    x = _as_maps(maps, "maps")
+    a = _as_maps(attributions, "attributions")
+    if a.shape != x.shape:
+        if x.shape[1] == 1 and a.shape[0] == x.shape[0] and a.shape[2:] == x.shape[2:]:
+            a = a.sum(1, keepdim=True)  # per-channel attributions of a repeated map: one value per pixel
+        else:
+            raise ValueError(f"attributions of shape {tuple(a.shape)} do not match maps {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("maps is empty")
+    return x, a
+
+
+def _result(fractions: np.ndarray, curves: tuple, random_curves: tuple | None, desc: str, n_steps: int,
+            seed: int, score: str) -> FaithfulnessResult:
+    dele, ins = curves
+    r_dele, r_ins = random_curves if random_curves is not None else (None, None)
+    return FaithfulnessResult(
+        fractions=fractions,
+        deletion=dele,
+        insertion=ins,
+        deletion_auc=trapezoid_auc(fractions, dele),
+        insertion_auc=trapezoid_auc(fractions, ins),
+        random_deletion=r_dele,
+        random_insertion=r_ins,
+        random_deletion_auc=None if r_dele is None else trapezoid_auc(fractions, r_dele),
+        random_insertion_auc=None if r_ins is None else trapezoid_auc(fractions, r_ins),
+        baseline=desc,
+        n_steps=n_steps,
+        seed=int(seed),
+        score=score,
+    )
+
+
 # --------------------------------------------------------------------------------------------- API
 
 
-def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, steps: int = 20,
+def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, n_steps: int = 20,
                        baseline: Any = "blur", batch_size: int = 64, target: int | None = None, seed: int = 0,
                        random_baseline: bool = True, blur_sigma: float | None = None,
                        score: str = "probability") -> FaithfulnessResult:
@@ -348,17 +343,16 @@ def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, ste
     Parameters
     ----------
     detector : nn.Module
-        A detector with ``forward_map`` (normalized maps -> logits), e.g.
-        :class:`~defocus_xai.detect.models.DefocusDetector`; DataParallel / DDP are unwrapped. It runs in
-        eval mode without gradients on its own device; its modes are restored.
+        A map detector (normalized maps -> logits with ``forward_map``), e.g.
+        :class:`~defocus_xai.detect.DefocusDetector`; wrappers are unwrapped. It runs in eval mode without
+        gradients on its own device and is given back in the mode it came in.
     maps : tensor or array, (N, 1, S, S) or (N, S, S)
         The normalized defocus maps in ``[0, 1]`` that were explained.
     attributions : tensor or array, same shape as ``maps``
-        One value per map pixel; larger = more evidence for fake (see the module documentation for
-        ``abs``). E.g. the output of :func:`~defocus_xai.explain.attribute.attribute` with
-        ``space="defocus"``.
-    steps : int
-        Number of steps between 0 and all pixels (``steps + 1`` points per curve).
+        One value per map pixel; larger = more evidence for fake (rank by magnitude by passing ``abs``).
+        E.g. the output of :func:`~defocus_xai.explain.attribute` with ``space="defocus"``.
+    n_steps : int
+        Number of steps between 0 and all pixels (``n_steps + 1`` points per curve).
     baseline : {"blur", "zero", "mean"}, float or tensor
         What a deleted pixel becomes and where insertion starts (see :func:`make_baseline`).
     batch_size : int
@@ -373,9 +367,7 @@ def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, ste
         Sigma in pixels of ``baseline="blur"`` (default 5% of the map side, at least 1).
     score : {"probability", "logit"}
         What the curves record: the probability of fake (default, bounded, comparable across models) or
-        the raw logit. A confident model saturates the sigmoid (probabilities stuck near 0 or 1 while the
-        logit moves): then all AUCs are close to each other and to chance, and ``"logit"`` shows the
-        differences (its AUCs are in logit units and not bounded).
+        the raw logit (use it when a confident model saturates the sigmoid; AUCs in logit units).
 
     Returns
     -------
@@ -386,68 +378,33 @@ def deletion_insertion(detector: nn.Module, maps: Any, attributions: Any, *, ste
     Examples
     --------
     >>> import torch
-    >>> from defocus_xai.detect.models import DefocusDetector
+    >>> from defocus_xai.detect import DefocusDetector
     >>> det = DefocusDetector("small-cnn", estimator={"size": 32}, widths=(4, 8)).eval()
     >>> maps = torch.rand(2, 1, 32, 32)
-    >>> res = deletion_insertion(det, maps, torch.randn(2, 1, 32, 32), steps=5)
+    >>> res = deletion_insertion(det, maps, torch.randn(2, 1, 32, 32), n_steps=5)
     >>> res.deletion_auc.shape, res.summary()["metric"].tolist()[:2]
     ((2,), ['deletion_auc', 'insertion_auc'])
     """
     if score not in ("probability", "logit"):
         raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    n_steps = int(n_steps)
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
     if int(batch_size) < 2:
         raise ValueError(f"batch_size must be >= 2 (a deletion and an insertion input), got {batch_size}")
-    det = unwrap(detector)
-    if not hasattr(det, "forward_map"):
-        raise ValueError(f"deletion_insertion needs a detector with forward_map (maps -> logits), got "
-                         f"{type(det).__name__}")
-    x = _as_maps(maps, "maps")
-    a = _as_maps(attributions, "attributions")
-    if a.shape != x.shape:
-        if a.ndim == 4 and x.shape[1] == 1 and a.shape[0] == x.shape[0] and a.shape[2:] == x.shape[2:]:
-            a = a.sum(1, keepdim=True)  # per-channel attributions of a repeated map: one value per pixel
-        else:
-            raise ValueError(f"attributions of shape {tuple(a.shape)} do not match maps {tuple(x.shape)}")
-    n, c, h, w = x.shape
-    if n == 0:
-        raise ValueError("maps is empty")
-    p = h * w
+    if not uses_maps(detector):
+        raise ValueError(f"deletion_insertion needs a map detector (forward_map: maps -> logits), got "
+                         f"{type(detector).__name__}")
+    x, a = _maps_and_attributions(maps, attributions)
+    n, p = x.shape[0], x.shape[-2] * x.shape[-1]
     base, desc = make_baseline(x, baseline, blur_sigma=blur_sigma)
-    counts_np = np.rint(np.arange(steps + 1) * p / steps).astype(np.int64)
-    fractions = counts_np / p
+    counts_np = np.rint(np.arange(n_steps + 1) * p / n_steps).astype(np.int64)
     counts = torch.from_numpy(counts_np)
     # one ranking per sample; channels (if several) share the pixel's rank
-    order = _order(a.sum(1).reshape(n, p).double().numpy())
-    device = module_device(det)
-    per_pass = max(1, int(batch_size) // 2)
-    modes = {m: m.training for m in det.modules()}
-    det.eval()
-    try:
-        with torch.no_grad():
-            dele, ins = _curves(det.forward_map, x, base, _ranks(order), counts, per_pass, target, device,
-                                score)
-            r_dele = r_ins = None
-            if random_baseline:
-                r_dele, r_ins = _curves(det.forward_map, x, base, _ranks(_random_order(n, p, seed)), counts,
-                                        per_pass, target, device, score)
-    finally:
-        for m, t in modes.items():
-            m.training = t
-    return FaithfulnessResult(
-        fractions=fractions,
-        deletion=dele,
-        insertion=ins,
-        deletion_auc=trapezoid_auc(fractions, dele),
-        insertion_auc=trapezoid_auc(fractions, ins),
-        random_deletion=r_dele,
-        random_insertion=r_ins,
-        random_deletion_auc=None if r_dele is None else trapezoid_auc(fractions, r_dele),
-        random_insertion_auc=None if r_ins is None else trapezoid_auc(fractions, r_ins),
-        baseline=desc,
-        steps=steps,
-        seed=int(seed),
-        score=score,
-    )
+    orders = [_order(a.sum(1).reshape(n, p).double().numpy())]
+    if random_baseline:
+        orders.append(_random_order(n, p, seed))
+    with borrowed(detector) as det, torch.no_grad():
+        curves = [_curves(det.forward_map, x, base, _ranks(o), counts, max(1, int(batch_size) // 2), target,
+                          module_device(det), score) for o in orders]
+    return _result(counts_np / p, curves[0], curves[1] if random_baseline else None, desc, n_steps, seed, score)

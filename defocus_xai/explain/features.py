@@ -1,19 +1,8 @@
 """Pooled penultimate features of a detector over a data set (the input of t-SNE / PCA embeddings).
 
-:func:`extract_features` runs a detector over a data set in batches, without gradients and in eval
-mode, and returns a :class:`FeatureSet`: one feature vector per sample (the globally pooled output of
-the backbone's last feature map, as the reference's t-SNE notebook takes from Xception's
-``forward_features``), with the sample's label, source id, family and the detector's probability of
-"fake". Pass ``FeatureSet.features`` to :func:`defocus_xai.analysis.embed` and
-:func:`defocus_xai.analysis.separability`.
-
-Examples
---------
->>> from defocus_xai.data.synth import DefocusSynth                       # doctest: +SKIP
->>> from defocus_xai.detect.checkpoints import load_detector              # doctest: +SKIP
->>> fs = extract_features(load_detector("bundled-defocus"), DefocusSynth(200, size=128))  # doctest: +SKIP
->>> fs.features.shape, fs.labels[:4]                                     # doctest: +SKIP
-((200, 128), array([0, 1, 0, 1], dtype=int8))
+:func:`extract_features` runs a detector over a data set in batches, without gradients, and returns a
+:class:`FeatureSet` (features, labels, source ids, families and the detector's probability of "fake"), ready
+for :func:`defocus_xai.analysis.embed` and :func:`defocus_xai.analysis.separability`.
 """
 
 from __future__ import annotations
@@ -25,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attribute import unwrap
 from .._device import module_device
+from ..detect.protocol import borrowed, unwrap, uses_maps
 
 __all__ = ["FeatureSet", "extract_features", "FEATURE_SPACES"]
 
@@ -52,7 +41,7 @@ class FeatureSet:
         The detector's probability that the sample is fake (sigmoid of its logit).
     space : str
         Which features: ``"defocus"`` (the map branch), ``"rgb"`` or ``"fused"`` (two-branch).
-    detector : str
+    detector_name : str
         Class name (and ``identity["name"]`` when set) of the detector.
     """
 
@@ -62,7 +51,7 @@ class FeatureSet:
     families: np.ndarray
     scores: np.ndarray
     space: str
-    detector: str
+    detector_name: str
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -83,18 +72,11 @@ class FeatureSet:
 
 
 def _default_space(det: nn.Module) -> str:
-    from ..detect.models import DefocusDetector, RGBDetector, TwoBranchDetector
+    from ..detect import TwoBranchDetector
 
     if isinstance(det, TwoBranchDetector):
         return "fused"
-    if isinstance(det, DefocusDetector):
-        return "defocus"
-    if isinstance(det, RGBDetector):
-        return "rgb"
-    if hasattr(det, "forward_map") and hasattr(det, "map_from_images"):
-        return "defocus"
-    return "rgb"
-
+    return "defocus" if uses_maps(det) else "rgb"
 
 
 def _as_images(x: Any, where: str) -> torch.Tensor:
@@ -230,7 +212,7 @@ def _iter_batches(data: Any, batch_size: int) -> tuple[Iterator[dict], int | Non
 
 def _features_and_logits(det: nn.Module, x: torch.Tensor, space: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, D) features and (B, K) logits of one batch of images on the model's device."""
-    from ..detect.models import TwoBranchDetector
+    from ..detect import TwoBranchDetector
 
     if isinstance(det, TwoBranchDetector):
         rgb, maps = det.prepare(x)
@@ -245,9 +227,9 @@ def _features_and_logits(det: nn.Module, x: torch.Tensor, space: str) -> tuple[t
     if space == "fused":
         raise ValueError(f"space='fused' needs a TwoBranchDetector, got {type(det).__name__}")
     if space == "defocus":
-        if not (hasattr(det, "map_from_images") and hasattr(det, "forward_map")):
-            raise ValueError(f"space='defocus' needs a detector with map_from_images/forward_map, got "
-                             f"{type(det).__name__}")
+        if not uses_maps(det):
+            raise ValueError(f"space='defocus' needs a detector that reads defocus maps (map_from_images, "
+                             f"forward_map), got {type(det).__name__}")
         maps = det.map_from_images(x)  # the estimator runs once per batch
         return det.features(maps=maps), det.forward_map(maps)
     if not hasattr(det, "features"):
@@ -262,6 +244,38 @@ def _probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=1)[:, 1]
 
 
+class _Collected:
+    """Per-batch outputs of :func:`extract_features`, concatenated into a :class:`FeatureSet` at the end."""
+
+    def __init__(self):
+        self.feats, self.scores = [], []
+        self.labels, self.sources, self.families = [], [], []
+
+    def add(self, k: int, b: dict, f: torch.Tensor, logits: torch.Tensor) -> None:
+        n = f.shape[0]
+        if not torch.isfinite(f).all():
+            raise ValueError(f"batch {k}: the detector returned non-finite features")
+        self.feats.append(f.float().cpu().numpy())
+        self.scores.append(_probability(logits).cpu().numpy().astype(np.float32))
+        self.labels += _label_list(b["label"], n, f"batch {k}")
+        self.sources += _str_list(b["source_id"], n)
+        self.families += _str_list(b["family"], n)
+
+    def result(self, space: str, det: nn.Module) -> FeatureSet:
+        if not self.feats:
+            raise ValueError("extract_features: the data set is empty")
+        name = (getattr(det, "identity", None) or {}).get("name")
+        return FeatureSet(
+            features=np.ascontiguousarray(np.concatenate(self.feats), dtype=np.float32),
+            labels=np.asarray(self.labels, dtype=np.int8),
+            source_ids=np.asarray(self.sources, dtype=str),
+            families=np.asarray(self.families, dtype=str),
+            scores=np.concatenate(self.scores).astype(np.float32),
+            space=space,
+            detector_name=type(det).__name__ + (f" ({name})" if name else ""),
+        )
+
+
 # --------------------------------------------------------------------------------------------- API
 
 
@@ -272,10 +286,10 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
     Parameters
     ----------
     detector : nn.Module
-        A :class:`~defocus_xai.detect.models.DefocusDetector`, :class:`~defocus_xai.detect.models.RGBDetector`
-        or :class:`~defocus_xai.detect.models.TwoBranchDetector` (or a model with the same ``features`` /
-        ``forward_map`` interface). ``DataParallel`` / DDP wrappers are unwrapped. It runs in eval mode
-        without gradients; its train/eval modes are restored afterwards.
+        A :class:`~defocus_xai.detect.DefocusDetector`, :class:`~defocus_xai.detect.RGBDetector` or
+        :class:`~defocus_xai.detect.TwoBranchDetector` (or a model with the same ``features`` /
+        ``forward_map`` interface). Wrappers are unwrapped. It runs in eval mode without gradients and is
+        given back in the mode and on the device it came in.
     data : Dataset, DataLoader, iterable or tensor
         * a map-style data set whose samples are dicts with ``image`` (3, H, W) float in ``[0, 1]`` (or
           uint8), ``label`` (0 real, 1 fake) and optionally ``source_id`` and ``family`` (the library's
@@ -285,14 +299,13 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
         * images ``(N, 3, H, W)`` (torch, channels first, float in ``[0, 1]`` or uint8) or ``(N, H, W, 3)``
           (numpy, channels last): no labels, so ``labels`` are -1.
     space : {"defocus", "rgb", "fused"}, optional
-        Which features. Default: ``"defocus"`` for a DefocusDetector (features of its normalized map),
-        ``"rgb"`` for an RGBDetector, ``"fused"`` for a TwoBranchDetector (its ``"defocus"`` / ``"rgb"``
-        select one branch). Scores are always the whole detector's.
+        Which features. Default: ``"defocus"`` for a map detector (features of its normalized map),
+        ``"fused"`` for a TwoBranchDetector (its ``"defocus"`` / ``"rgb"`` select one branch), else
+        ``"rgb"``. Scores are always the whole detector's.
     batch_size : int
         Samples per forward pass (a DataLoader keeps its own batch size).
     device : str or torch.device, optional
-        Run there; the detector is moved with ``.to(device)`` (in place, as ``export_attributions``
-        does). Default: the device the detector is on.
+        Run there (the detector is moved back afterwards). Default: the device the detector is on.
     progress : bool
         Show a tqdm progress bar.
 
@@ -305,7 +318,7 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
     Examples
     --------
     >>> import torch
-    >>> from defocus_xai.detect.models import RGBDetector
+    >>> from defocus_xai.detect import RGBDetector
     >>> fs = extract_features(RGBDetector("small-cnn", widths=(4, 8)), torch.rand(5, 3, 32, 32),
     ...                       batch_size=2, progress=False)
     >>> fs.features.shape, fs.labels.tolist(), fs.space
@@ -313,59 +326,23 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
     """
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    det = unwrap(detector)
-    if not isinstance(det, nn.Module):
+    if not isinstance(unwrap(detector), nn.Module):
         raise TypeError(f"detector must be a torch.nn.Module, got {type(detector).__name__}")
-    space = _default_space(det) if space is None else space
+    space = _default_space(unwrap(detector)) if space is None else space
     if space not in FEATURE_SPACES:
         raise ValueError(f"space must be one of {FEATURE_SPACES} or None, got {space!r}")
-    if device is not None:
-        det.to(torch.device(device))
-    dev = module_device(det)
     batches, total = _iter_batches(data, int(batch_size))
-    if progress:
-        from tqdm.auto import tqdm
+    out = _Collected()
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="features", unit="img")
-    else:
-        bar = None
-    feats, labels, sources, families, scores = [], [], [], [], []
-    modes = {m: m.training for m in det.modules()}
-    det.eval()
-    try:
-        with torch.no_grad():
-            for k, b in enumerate(batches):
-                x = b["image"].to(dev)
-                n = x.shape[0]
-                if n == 0:
-                    continue
-                f, logits = _features_and_logits(det, x, space)
-                if f.ndim != 2 or f.shape[0] != n:
-                    f = f.reshape(n, -1)
-                if not torch.isfinite(f).all():
-                    raise ValueError(f"batch {k}: the detector returned non-finite features")
-                feats.append(f.float().cpu().numpy())
-                scores.append(_probability(logits).cpu().numpy().astype(np.float32))
-                labels += _label_list(b["label"], n, f"batch {k}")
-                sources += _str_list(b["source_id"], n)
-                families += _str_list(b["family"], n)
-                if bar is not None:
-                    bar.update(n)
-    finally:
-        for m, t in modes.items():
-            m.training = t
-        if bar is not None:
-            bar.close()
-    if not feats:
-        raise ValueError("extract_features: the data set is empty")
-    name = (getattr(det, "identity", None) or {}).get("name")
-    return FeatureSet(
-        features=np.ascontiguousarray(np.concatenate(feats), dtype=np.float32),
-        labels=np.asarray(labels, dtype=np.int8),
-        source_ids=np.asarray(sources, dtype=str),
-        families=np.asarray(families, dtype=str),
-        scores=np.concatenate(scores).astype(np.float32),
-        space=space,
-        detector=type(det).__name__ + (f" ({name})" if name else ""),
-    )
-
+    with borrowed(detector, device) as det, torch.no_grad(), \
+            tqdm(total=total, desc="features", unit="img", disable=not progress) as bar:
+        dev = module_device(det)
+        for k, b in enumerate(batches):
+            x = b["image"].to(dev)
+            if x.shape[0] == 0:
+                continue
+            f, logits = _features_and_logits(det, x, space)
+            out.add(k, b, f.reshape(x.shape[0], -1), logits)
+            bar.update(x.shape[0])
+    return out.result(space, unwrap(detector))
