@@ -3,7 +3,7 @@ drifted from the estimator they were trained with.
 
 Drift policy: a loaded bundled detector always rebuilds its estimator from the configuration stored in its
 sidecar (never from the current defaults), so changing ``DefocusEstimator``'s defaults cannot change it.
-Still, as DESIGN refinement 7 asks, a test fails when the estimator defaults (or the DefocusSynth version)
+Still, a test fails when the estimator defaults (or the DefocusSynth version)
 differ from those the weights were trained with, so that nobody changes them without retraining. What
 could change the loaded detector itself is a change of the estimator's *code* or a new estimator
 parameter; two more checks catch that: the stored configuration must name exactly the parameters
@@ -21,7 +21,9 @@ import torch
 from defocus_xai.data.synth import SYNTH_VERSION, DefocusSynth
 from defocus_xai.defocus.estimator import DefocusEstimator
 from defocus_xai.detect import DefocusDetector, RGBDetector, detection_metrics, load_detector
-from defocus_xai.detect.checkpoints import BUNDLED_DETECTORS, WEIGHTS_DIR, _sha256
+from defocus_xai.detect.checkpoints import BUNDLED_DETECTORS, WEIGHTS_DIR
+from defocus_xai.detect.sidecar import CONFIG_KEYS, sidecar_digest
+from defocus_xai.detect.state_dict import sha256_file
 
 torch.set_num_threads(1)
 N_HELD_OUT = 64  # DefocusSynth seed 1: never seen in training (seed 0) or validation (seed 2)
@@ -57,7 +59,9 @@ def test_files_are_small_safe_and_identified(name):
     sd = torch.load(pt, map_location="cpu", weights_only=True)  # plain tensors only
     assert all(torch.is_tensor(v) for v in sd.values())
     side = _sidecar(name)
-    assert side["name"] == name and side["sha256"] == _sha256(pt)
+    assert side["name"] == name and side["sha256"] == sha256_file(pt)
+    assert side["sidecar_sha256"] == sidecar_digest(side)  # the sidecar is covered by its own digest
+    assert set(side["config"]) <= CONFIG_KEYS[side["arch"]]
     assert side["arch"] == {"bundled-defocus": "defocus", "bundled-rgb": "rgb"}[name]
     assert side["config"]["backbone"] == "small-cnn"
     assert side["synth"]["train"]["seed"] == 0 and side["synth"]["val"]["seed"] == 2
@@ -88,7 +92,7 @@ def test_defocus_detector_uses_the_stored_estimator_config(detectors):
 
 
 def test_defaults_have_not_drifted_from_the_bundled_weights():
-    """DESIGN refinement 7: changing the estimator defaults or DefocusSynth without retraining fails here.
+    """Changing the estimator defaults or DefocusSynth without retraining fails here.
 
     The bundled detector itself is unaffected (it uses its stored configuration), but
     ``DefocusDetector(estimator={"size": 128})`` would no longer make the maps it was trained on, and its

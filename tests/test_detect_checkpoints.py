@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from defocus_xai.detect import DefocusDetector, RGBDetector, TwoBranchDetector, load_detector, save_detector
-from defocus_xai.detect.checkpoints import load_state_dict_file, strip_prefix, unwrap_model
+from defocus_xai.detect.protocol import unwrap
+from defocus_xai.detect.state_dict import load_state_dict_file, strip_prefix
 
 torch.set_num_threads(1)
 timm = pytest.importorskip("timm")
@@ -114,6 +115,7 @@ def test_small_round_trip_and_sidecar(tmp_path):
     side = json.loads((tmp_path / "det.json").read_text())
     assert side["arch"] == "defocus" and side["config"]["estimator"]["size"] == 32
     assert side["training_data"] == "unit test" and len(side["sha256"]) == 64
+    assert side["format_version"] == 2 and len(side["sidecar_sha256"]) == 64
     assert not list(tmp_path.glob("*.tmp"))
     sd = torch.load(p, weights_only=True)
     assert not any(k.startswith("estimator.") for k in sd)
@@ -156,8 +158,10 @@ def test_ddp_style_prefix_is_stripped(tmp_path):
         assert torch.allclose(loaded(x), det(x))
     assert strip_prefix({"module.module.a": 1}) == {"a": 1}
     assert strip_prefix({"module.a": 1, "b": 2}) == {"module.a": 1, "b": 2}
-    assert unwrap_model(nn.DataParallel(det)) is det
+    assert unwrap(nn.DataParallel(det)) is det
+    det.train()
     assert load_detector(nn.DataParallel(det), device="cpu") is det
+    assert det.training  # a module is returned unwrapped and unchanged
 
 
 def test_training_checkpoint_dict_is_accepted(tmp_path):
@@ -205,3 +209,101 @@ def test_own_layout_without_sidecar_needs_arch(tmp_path):
     assert isinstance(load_detector(p, arch="rgb", device="cpu"), RGBDetector)
     with pytest.raises(ValueError, match="arch must be"):
         load_detector(p, arch="xception")
+
+
+def _saved(tmp_path, det=None):
+    det = (det or RGBDetector()).eval()
+    p = save_detector(det, tmp_path / "m.pt")
+    return p, tmp_path / "m.json", json.loads((tmp_path / "m.json").read_text())
+
+
+@pytest.mark.parametrize("key", ["checkpoint_path", "pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
+                                 "features_only", "no_such_option"])
+def test_sidecar_keys_outside_the_allow_list_never_reach_timm(tmp_path, monkeypatch, key):
+    """A malicious sidecar cannot make timm read a file: refused before any model is built."""
+    import timm.models
+    import timm.models._builder as builder
+    import timm.models._factory as factory
+
+    calls = []
+    real_create = timm.create_model
+
+    def spy_create(*args, **kwargs):
+        calls.append(kwargs)
+        return real_create(*args, **kwargs)
+
+    def never(*args, **kwargs):
+        raise AssertionError("timm was asked to load a checkpoint")
+
+    monkeypatch.setattr(timm, "create_model", spy_create)
+    monkeypatch.setattr(timm.models, "create_model", spy_create)
+    monkeypatch.setattr(timm.models, "load_checkpoint", never)
+    monkeypatch.setattr(factory, "load_checkpoint", never)
+    monkeypatch.setattr(builder, "load_pretrained", never)
+    target = tmp_path / "x"
+    torch.save({"w": torch.zeros(1)}, target)
+    p, side_path, side = _saved(tmp_path, RGBDetector("resnet10t"))
+    calls.clear()
+    side["config"] = {"backbone": "resnet18", key: str(target)}
+    side_path.write_text(json.dumps(side))
+    for verify in (True, False):
+        with pytest.raises(ValueError) as info:
+            load_detector(p, device="cpu", verify_checksum=verify)
+        assert "m.json" in str(info.value) and key in str(info.value)
+    assert not any(key in kw for kw in calls) and not calls
+
+
+def test_sidecar_bad_json_and_bad_arch_name_the_file(tmp_path):
+    p, side_path, side = _saved(tmp_path)
+    side_path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"m\.json.*not valid JSON"):
+        load_detector(p, device="cpu")
+    side_path.write_text(json.dumps({**side, "arch": "evil"}))
+    with pytest.raises(ValueError, match=r"m\.json.*arch must be"):
+        load_detector(p, device="cpu")
+    side_path.write_text(json.dumps({**side, "config": {**side["config"], "backbone": {"x": 1}}}))
+    with pytest.raises(ValueError, match=r"m\.json.*backbone name"):
+        load_detector(p, device="cpu")
+
+
+def test_sidecar_is_covered_by_its_checksum(tmp_path):
+    p, side_path, side = _saved(tmp_path)
+    assert load_detector(p, device="cpu") is not None
+    edited = {**side, "config": {**side["config"], "input_norm": "none"}}
+    side_path.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="edited after saving"):
+        load_detector(p, device="cpu")
+    assert load_detector(p, device="cpu", verify_checksum=False).input_norm == "none"
+    old = {k: v for k, v in side.items() if k != "sidecar_sha256"}
+    side_path.write_text(json.dumps({**old, "format_version": 1}))
+    with pytest.raises(ValueError, match="format_version"):
+        load_detector(p, device="cpu")
+
+
+def test_bit_flip_without_checksum_fails_the_crc_check(tmp_path):
+    det = RGBDetector().eval()
+    p = tmp_path / "nosidecar.pt"
+    torch.save(det.state_dict(), p)
+    assert load_detector(p, arch="rgb", device="cpu") is not None
+    data = bytearray(p.read_bytes())
+    import zipfile
+
+    with zipfile.ZipFile(p) as zf:
+        info = next(i for i in zf.infolist() if i.file_size > 1000)
+    # flip one bit inside the stored (uncompressed) tensor data of that member
+    pos = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + info.file_size // 2
+    data[pos] ^= 0x10
+    p.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"nosidecar\.pt.*CRC"):
+        load_detector(p, arch="rgb", device="cpu")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    det = RGBDetector().eval()
+    sd = det.state_dict()
+    sd["backbone.fc.bias"] = torch.full_like(sd["backbone.fc.bias"], bad)
+    p = tmp_path / "nan.pt"
+    torch.save(sd, p)
+    with pytest.raises(ValueError, match=r"nan\.pt.*backbone\.fc\.bias.*non-finite"):
+        load_detector(p, arch="rgb", device="cpu")

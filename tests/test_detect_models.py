@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from defocus_xai.detect import (
-    DefocusDetector, RGBDetector, SmallCNN, TwoBranchDetector, create_backbone,
+    DefocusDetector, RGBDetector, SmallCNN, TwoBranchDetector, create_backbone, protocol, scale_sigma_maps,
 )
-from defocus_xai.detect.models import normalize_maps
 
 torch.set_num_threads(1)
 S = 48
@@ -43,20 +42,23 @@ def test_create_backbone_timm_and_errors():
     assert not any(getattr(s, "inplace", False) for s in m.modules())
     with pytest.raises(ValueError, match="pretrained"):
         create_backbone("resnet10t", pretrained=True)
+    for key in ("checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "features_only"):
+        with pytest.raises(ValueError, match=key):
+            create_backbone("resnet10t", **{key: "/tmp/x"})
     with pytest.raises(ValueError, match="unknown backbone"):
         create_backbone("no_such_net_xyz")
 
 
-def test_normalize_maps():
+def test_scale_sigma_maps():
     m = torch.tensor([0.0, 1.0, 2.0, 4.0]).view(1, 1, 2, 2)
-    assert normalize_maps(m, "minmax").flatten().tolist() == [0.0, 0.25, 0.5, 1.0]
-    assert normalize_maps(m, "fixed", sigma_max=2.0).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
+    assert scale_sigma_maps(m, "minmax").flatten().tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert scale_sigma_maps(m, "fixed", sigma_max=2.0).flatten().tolist() == [0.0, 0.5, 1.0, 1.0]
     const = torch.full((2, 1, 4, 4), 3.0)
-    out = normalize_maps(const, "minmax")
+    out = scale_sigma_maps(const, "minmax")
     assert torch.equal(out, torch.zeros_like(out))
     assert torch.isfinite(out).all()
     with pytest.raises(ValueError, match="map_norm"):
-        normalize_maps(m, "zscore")
+        scale_sigma_maps(m, "zscore")
 
 
 @pytest.mark.parametrize("map_norm", ["minmax", "fixed"])
@@ -217,3 +219,35 @@ def test_cuda_forward(images):
     cpu = det.cpu()
     with torch.no_grad():
         assert torch.allclose(out.cpu(), cpu(images), atol=1e-3)
+
+
+def test_detectors_follow_the_protocol():
+    d = DefocusDetector(estimator={"size": S})
+    r = RGBDetector(input_size=32)
+    t = TwoBranchDetector(estimator={"size": S}, input_size=40)
+    for det in (d, r, t):
+        assert isinstance(det, protocol.Detector)
+    assert (d.input_size, r.input_size, t.input_size) == (S, 32, S)
+    assert RGBDetector().input_size is None
+    assert protocol.uses_maps(d) and protocol.uses_maps(t) and not protocol.uses_maps(r)
+    assert protocol.uses_maps(nn.DataParallel(d))
+    assert isinstance(d, protocol.MapDetector) and isinstance(t, protocol.MapDetector)
+    assert not isinstance(r, protocol.MapDetector)
+
+
+def test_two_branch_map_path(images):
+    det = TwoBranchDetector(estimator={"size": S}).eval()
+    rgb, maps = det.prepare(images)
+    sigma = torch.rand(3, 1, S, S) * 3
+    assert torch.equal(det.normalize(sigma), det.defocus.normalize(sigma))
+    with torch.no_grad():
+        assert torch.allclose(det.forward_map(maps, rgb), det(images))
+    with pytest.raises(ValueError, match="rgb="):
+        det.forward_map(maps)
+
+
+def test_predict_proba_keeps_modes():
+    det = DefocusDetector(estimator={"size": S}).train()
+    det.backbone.eval()
+    det.predict_proba(torch.rand(2, 3, S, S))
+    assert det.training and not det.backbone.training

@@ -39,11 +39,8 @@ def register(subparsers) -> None:
 
 
 def _detector_size(det) -> int:
-    est = getattr(det, "estimator", None) or getattr(getattr(det, "defocus", None), "estimator", None)
-    if est is not None and isinstance(getattr(est, "size", None), int):
-        return est.size
-    size = getattr(det, "input_size", None)
-    return int(size) if size else 128
+    """The image size to feed ``det``: its input grid, else 128."""
+    return det.input_size or 128
 
 
 def run(args) -> int:
@@ -53,9 +50,8 @@ def run(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from ..detect import load_detector
     from ..data.spec import dataset_from_spec
-    from ..detect.train import evaluate_detector
+    from ..detect import evaluate_detector, load_detector
     from .train import _clean
 
     det = load_detector(args.detector, arch=args.arch, device=args.device)

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def build_model(args):
+def detector_from_args(args):
     """The detector named by the parsed arguments."""
     from ..detect import DefocusDetector, RGBDetector, TwoBranchDetector
 
@@ -87,7 +87,7 @@ def run(args) -> int:
     import torch
 
     from ..data.spec import dataset_from_spec, parse_data_spec
-    from ..detect.train import train_detector
+    from ..detect import train_detector
 
     torch.manual_seed(args.seed)
     train = dataset_from_spec(args.data, size=args.size, role="train")
@@ -95,17 +95,17 @@ def run(args) -> int:
     if val_spec is None and parse_data_spec(args.data)[0] == "ff++":
         val_spec = args.data
     val = dataset_from_spec(val_spec, size=args.size, role="val") if val_spec else None
-    model = build_model(args)
+    detector = detector_from_args(args)
     command = "defocus-xai " + " ".join(sys.argv[1:]) if sys.argv and "defocus" in sys.argv[0] else None
     meta = {"training_data": f"{args.data} ({train!r})", "validation_data": val_spec, "command": command}
     res = train_detector(
-        model, train, val_data=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        detector, train, val_data=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, device=args.device, seed=args.seed, out=args.out,
         resume=not args.no_resume, progress=not args.no_progress, num_workers=args.workers,
         cache=not args.no_cache, augment=not args.no_augment, meta=meta,
     )
     out = Path(args.out)
-    summary = {"model": args.model, "config": res.model.config(), "data": args.data, "val_data": val_spec,
+    summary = {"model": args.model, "config": res.detector.config(), "data": args.data, "val_data": val_spec,
                "epochs": args.epochs, "best_epoch": res.best_epoch, "seconds": res.seconds,
                "prepare_seconds": res.prepare_seconds, "history": res.history,
                "best": str(res.best_path) if res.best_path else None}

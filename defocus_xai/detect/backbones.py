@@ -8,7 +8,7 @@ rely on:
 * ``forward_head(x, pre_logits=False)`` global pooling (and the classifier unless ``pre_logits``);
 * ``num_features`` the width of the pooled features; ``reset_classifier(num_classes)``.
 
-All backbones are made *attributable* (DESIGN.md, refinement 5): activations are modules, never
+All backbones are made *attributable*: activations are modules, never
 functional calls, and no activation module works in place, so captum's DeepLift and shap's
 DeepExplainer can hook them.
 """
@@ -20,7 +20,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["SmallCNN", "create_backbone", "make_attributable", "backbone_features"]
+__all__ = ["SmallCNN", "create_backbone", "make_attributable", "backbone_features", "TIMM_LOADING_KEYS"]
+
+#: ``timm.create_model`` arguments that download or read weights, or change what the model returns:
+#: :func:`create_backbone` refuses them, whatever their value.
+TIMM_LOADING_KEYS = frozenset({
+    "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path",
+    "cache_dir", "features_only", "feature_cfg", "feature_cls", "out_indices", "scriptable", "exportable",
+    "no_jit",
+})
 
 
 class SmallCNN(nn.Module):
@@ -144,13 +152,14 @@ def create_backbone(name: str, in_chans: int = 3, num_classes: int = 1, **kwargs
     name : str
         ``"small-cnn"`` for :class:`SmallCNN`, or any ``timm`` model name (e.g. ``"legacy_xception"``,
         ``"resnet18"``). ``timm`` models are always created with ``pretrained=False``: nothing is
-        downloaded.
+        downloaded and no file is read.
     in_chans : int
         Input channels.
     num_classes : int
         Number of logits (1 for the detectors; 0 for a feature extractor).
     **kwargs
-        Passed to :class:`SmallCNN` or to ``timm.create_model``.
+        Passed to :class:`SmallCNN` or to ``timm.create_model``; the loading arguments
+        (:data:`TIMM_LOADING_KEYS`: ``pretrained``, ``checkpoint_path``, ``pretrained_cfg``, ...) are refused.
 
     Returns
     -------
@@ -164,10 +173,11 @@ def create_backbone(name: str, in_chans: int = 3, num_classes: int = 1, **kwargs
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"backbone name must be a non-empty string, got {name!r}")
-    if kwargs.pop("pretrained", False):
+    loading = sorted(set(kwargs) & TIMM_LOADING_KEYS)
+    if loading:
         raise ValueError(
-            "pretrained weights are not supported: defocus_xai never downloads weights; load a checkpoint "
-            "with defocus_xai.detect.load_detector instead"
+            f"backbone arguments {loading} are refused: defocus_xai never downloads weights nor lets timm read "
+            "a file; load a checkpoint with defocus_xai.detect.load_detector instead"
         )
     if name in ("small-cnn", "small_cnn", "smallcnn"):
         model = SmallCNN(in_chans=in_chans, num_classes=num_classes, **kwargs)
