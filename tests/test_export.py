@@ -1,5 +1,6 @@
-"""export_attributions: round trip, resume after a real kill, sharding, merge, torchrun."""
+"""export_attributions: round trip, single .npz file, resume after a real kill, sharding, merge, torchrun."""
 
+import json
 import os
 import shutil
 import signal
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from defocus_xai.explain import export_attributions, load_attributions, merge_exports, read_index
+from defocus_xai.explain import AttributionSettings, export_attributions
+from defocus_xai.explain import export as export_mod
+from defocus_xai.store import load_attributions, merge_exports, read_index
 from tests._toy_models import ToyData, export_script, tiny_defocus_detector, tiny_rgb_detector
 
 torch.set_num_threads(1)
@@ -25,7 +28,7 @@ def _export(out, n=N, **kw):
     args = dict(methods=("shap_gradient", "saliency"), rgb_detector=tiny_rgb_detector(), background=2,
                 n_samples=6, seed=5, batch_size=2, chunk_size=2, progress=False)
     args.update(kw)
-    return export_attributions(ToyData(n), tiny_defocus_detector(16), out, **args)
+    return export_attributions(tiny_defocus_detector(16), ToyData(n), out, **args)
 
 
 def _assert_same(a, b, exact=True):
@@ -140,6 +143,83 @@ def test_shards_and_merge(tmp_path, reference):
         merge_exports([a, tmp_path / "m"], tmp_path / "m2")
 
 
+def test_single_npz_file_plain_numpy(tmp_path, reference):
+    out = _export(tmp_path / "shap_data.npz")
+    assert out == tmp_path / "shap_data.npz" and out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shap_data.npz"]  # parts folder removed
+    with np.load(out, allow_pickle=False) as z:
+        assert {"dmaps", "defocus_shaps", "rgb_shaps", "labels", "paths", "meta"} <= set(z.files)
+        for k in reference.keys():
+            np.testing.assert_array_equal(z[k], reference[k], err_msg=k)
+        meta = json.loads(str(z["meta"]))
+    assert meta["attributions"]["defocus_shaps"]["seed"] == 5 and "fingerprint" in meta["export"]
+    s = load_attributions(out)
+    assert len(s) == N and s.meta["image_grid"] == {"height": 16, "width": 16}
+    assert _export(out) == out  # a finished export with the same settings: nothing to do
+    with pytest.raises(ValueError, match="other settings"):
+        _export(out, seed=6)
+
+
+def test_resume_into_npz_target(tmp_path, reference, monkeypatch):
+    """An export into name.npz that stopped part-way continues from its parts folder."""
+    out, parts = tmp_path / "r.npz", tmp_path / "r.npz.parts"
+    whole = sorted(_export(tmp_path / "whole").glob("shard-*.npz"))
+    parts.mkdir()
+    for f in whole[:2]:  # what a killed run leaves: two of four chunks
+        shutil.copy2(f, parts / f.name)
+    written = []
+    real_write = export_mod.write_shard
+    monkeypatch.setattr(export_mod, "write_shard", lambda path, *a, **kw: written.append(Path(path).name)
+                        or real_write(path, *a, **kw))
+    _export(out)
+    assert written == [f.name for f in whole[2:]]
+    assert not parts.exists()  # assembled, parts removed
+    with np.load(out, allow_pickle=False) as z:
+        for k in reference.keys():
+            np.testing.assert_array_equal(z[k], reference[k], err_msg=k)
+
+
+def test_npz_target_refuses_a_shard_split_or_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="merge_exports"):
+        _export(tmp_path / "x.npz", num_shards=2, shard_index=0)
+    (tmp_path / "old.npz").mkdir()  # what an export into "old.npz" made before single files
+    with pytest.raises(ValueError, match="is a folder"):
+        _export(tmp_path / "old.npz", n=2)
+
+
+def test_merge_into_one_npz(tmp_path, reference):
+    a = _export(tmp_path / "a", num_shards=2, shard_index=1)  # order of the inputs does not matter
+    b = _export(tmp_path / "b", num_shards=2, shard_index=0)
+    out = merge_exports([a, b], tmp_path / "m.npz")
+    with np.load(out, allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["sample_index"], np.arange(N))
+    _assert_same(load_attributions(out), reference, exact=False)
+
+
+def test_detector_given_back_as_it_came(tmp_path):
+    det, rgb = tiny_defocus_detector(16).train(), tiny_rgb_detector().train()
+    modes = [m.training for m in det.modules()]
+    export_attributions(det, ToyData(2), tmp_path / "o.npz", methods=("saliency",), rgb_detector=rgb,
+                        device="cpu", progress=False)
+    assert [m.training for m in det.modules()] == modes and det.training and rgb.training
+    assert next(det.parameters()).device.type == "cpu"
+
+
+def test_settings_object_equals_keyword_options(tmp_path):
+    kw = dict(methods=("saliency", "integrated_gradients"), n_steps=4, seed=3, progress=False, batch_size=2)
+    a = export_attributions(tiny_defocus_detector(16), ToyData(4), tmp_path / "a.npz", **kw)
+    settings = AttributionSettings(method="saliency", n_steps=4, seed=3, batch_size=2)
+    b = export_attributions(tiny_defocus_detector(16), ToyData(4), tmp_path / "b.npz", settings=settings,
+                            methods=kw["methods"], progress=False)
+    sa, sb = load_attributions(a), load_attributions(b)
+    _assert_same(sa, sb)
+    assert sa.meta["export"]["fingerprint"] == sb.meta["export"]["fingerprint"]
+    ig = sb.meta["attributions"]["attr_defocus_integrated_gradients"]
+    assert ig["n_steps"] == 4 and ig["seed"] == 3 and ig["method"] == "integrated_gradients"
+    with pytest.raises(ValueError, match="not both"):
+        export_attributions(tiny_defocus_detector(16), ToyData(4), tmp_path / "c.npz", settings=settings, seed=1)
+
+
 def test_cli_export_and_merge(tmp_path):
     from defocus_xai.cli import main
     from defocus_xai.detect.checkpoints import save_detector
@@ -154,6 +234,12 @@ def test_cli_export_and_merge(tmp_path):
                  "--quiet"]) == 0
     s = load_attributions(tmp_path / "xm")
     assert len(s) == 4 and s["paths"][2] == "synth:1:2" and "attr_defocus_saliency" in s
+    assert main(["merge", str(tmp_path / "x0"), str(tmp_path / "x1"), "--out", str(tmp_path / "m.npz"),
+                 "--quiet"]) == 0
+    assert main(args + ["--out", str(tmp_path / "one.npz")]) == 0
+    for name in ("m.npz", "one.npz"):
+        with np.load(tmp_path / name, allow_pickle=False) as z:
+            np.testing.assert_array_equal(z["attr_defocus_saliency"], s["attr_defocus_saliency"])
 
 
 @pytest.mark.slow

@@ -2,17 +2,24 @@
 
 import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
 
-from defocus_xai.explain.store import (
+from defocus_xai.store import (
     AttributionSet,
     load_attributions,
+    load_store_arrays,
+    merge_exports,
     read_index,
+    shard_name,
     write_index,
+    write_npz,
     write_shard,
 )
+
+S0, S1 = shard_name(0, 1, 0), shard_name(0, 1, 1)
 
 
 def _arrays(n=4, h=8, w=8, seed=0, offset=0):
@@ -57,9 +64,9 @@ def test_no_tmp_file_left(tmp_path):
 
 def test_sharded_directory_lazy(tmp_path):
     a, b = _arrays(3, seed=1), _arrays(5, seed=2, offset=3)
-    write_shard(tmp_path / "s0.npz", a)
-    write_shard(tmp_path / "s1.npz", b)
-    write_index(tmp_path, [{"file": "s0.npz", "n": 3}, {"file": "s1.npz", "n": 5}], complete=True)
+    write_shard(tmp_path / S0, a)
+    write_shard(tmp_path / S1, b)
+    write_index(tmp_path, [{"file": S0, "n": 3}, {"file": S1, "n": 5}], complete=True)
     assert read_index(tmp_path)["num_samples"] == 8
     s = load_attributions(tmp_path)
     assert len(s) == 8 and s.num_shards == 2
@@ -72,8 +79,8 @@ def test_sharded_directory_lazy(tmp_path):
 
 
 def test_incomplete_index_warns(tmp_path):
-    write_shard(tmp_path / "s0.npz", _arrays(2))
-    write_index(tmp_path, [{"file": "s0.npz", "n": 2}], complete=False)
+    write_shard(tmp_path / S0, _arrays(2))
+    write_index(tmp_path, [{"file": S0, "n": 2}], complete=False)
     with pytest.warns(UserWarning, match="not complete"):
         assert len(load_attributions(tmp_path)) == 2
 
@@ -181,6 +188,117 @@ def test_legacy_single_file_needs_pair(tmp_path):
 def test_missing_index_and_missing_shard(tmp_path):
     with pytest.raises(ValueError, match="no index"):
         load_attributions(tmp_path)
-    write_index(tmp_path, [{"file": "gone.npz", "n": 1}], complete=True)
-    with pytest.raises(ValueError, match="gone.npz"):
+    write_index(tmp_path, [{"file": S0, "n": 1}], complete=True)
+    with pytest.raises(ValueError, match="does not exist"):
         load_attributions(tmp_path)
+
+
+def test_load_store_arrays(tmp_path):
+    arrays = _arrays()
+    p = write_shard(tmp_path / "a.npz", arrays)
+    got = load_store_arrays(p, keys=["labels", "dmaps", "features"])
+    assert sorted(got) == ["dmaps", "labels"]
+    np.testing.assert_array_equal(got["dmaps"], arrays["dmaps"])
+    assert set(load_store_arrays(load_attributions(p))) == set(arrays)
+
+
+def test_write_npz_assembles_shards(tmp_path):
+    a, b = _arrays(3, seed=1), _arrays(2, seed=2, offset=3)
+    b["paths"] = np.array(["a/much/longer/path.png", "x.png"])  # wider unicode in one shard
+    out = write_npz(tmp_path / "all.npz", [write_shard(tmp_path / S0, a), write_shard(tmp_path / S1, b)],
+                    meta={"note": 1})
+    with np.load(out, allow_pickle=False) as z:
+        assert set(z.files) == set(a) | {"meta"}
+        for k in a:
+            np.testing.assert_array_equal(z[k], np.concatenate([a[k], b[k]]), err_msg=k)
+        assert json.loads(str(z["meta"]))["note"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["all.npz", S0, S1])  # no temporary file
+
+
+def _store(tmp_path, shards):
+    for name, arrays in shards:
+        write_shard(tmp_path / name, arrays)
+    write_index(tmp_path, [{"file": name, "n": len(arrays["labels"])} for name, arrays in shards], complete=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("entry", ["../outside.npz", "/etc/passwd", "sub/" + S0, "s0.npz", "index.json"])
+def test_index_entry_not_allowed(tmp_path, entry):
+    store = tmp_path / "store"
+    _store(store, [(S0, _arrays(2))])
+    outside = tmp_path / "outside.npz"
+    write_shard(outside, _arrays(2))
+    doc = json.loads((store / "index.json").read_text())
+    doc["shards"][0]["file"] = entry
+    (store / "index.json").write_text(json.dumps(doc))
+    for call in (lambda: load_attributions(store), lambda: merge_exports([store], tmp_path / "m")):
+        with pytest.raises(ValueError, match="index.json.*not allowed") as err:
+            call()
+        assert "exist" not in str(err.value)
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match="not allowed"):
+        write_index(store, [{"file": entry, "n": 2}])
+
+
+@pytest.mark.parametrize("doc,match", [
+    ([], "not a defocus_xai attribution index"),
+    ({"format": "defocus_xai.attributions", "shards": [{"n": 2}]}, "malformed shard entry"),
+    ({"format": "defocus_xai.attributions", "shards": {"a": 1}}, "malformed index"),
+    ({"format": "defocus_xai.attributions", "shards": [{"file": S0, "n": "2"}]}, "sample count"),
+])
+def test_malformed_index_is_a_value_error(tmp_path, doc, match):
+    _store(tmp_path, [(S0, _arrays(2))])
+    (tmp_path / "index.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=match) as err:
+        load_attributions(tmp_path)
+    assert "index.json" in str(err.value)
+
+
+def test_duplicate_sample_indices_refused(tmp_path):
+    store = _store(tmp_path, [(S0, _arrays(2)), (S1, _arrays(2, seed=3))])  # both hold samples 0 and 1
+    with pytest.raises(ValueError, match="sample index 0"):
+        load_attributions(store)
+    doc = json.loads((store / "index.json").read_text())
+    doc["shards"].append(doc["shards"][0])  # one shard listed twice
+    doc["shards"].pop(1)
+    (store / "index.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="sample index"):
+        load_attributions(store)
+
+
+def test_one_grid_per_key_across_shards(tmp_path):
+    store = _store(tmp_path / "s", [(S0, _arrays(2)), (S1, _arrays(2, h=6, w=6, offset=2))])
+    with pytest.raises(ValueError, match="one grid per key"):
+        load_attributions(store)
+    with pytest.raises(ValueError, match="one grid per key"):
+        merge_exports([store], tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_header_claiming_more_data_than_the_file_holds(tmp_path):
+    """A 468-byte .npz whose header claims 200000 x 256 x 256 floats is refused from the headers."""
+    p = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(p, "w") as z:
+        with z.open("dmaps.npy", "w") as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (200000, 256, 256)})
+            f.write(b"\0" * 16)
+        with z.open("labels.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros(200000, np.int8)[:2])
+    assert p.stat().st_size < 1000
+    with pytest.raises(ValueError, match=r"bomb\.npz.*claims shape \(200000, 256, 256\)"):
+        load_attributions(p)
+
+
+def test_corrupt_shard_is_a_value_error_naming_the_file(tmp_path):
+    store = _store(tmp_path, [(S0, _arrays(4, h=64, w=64))])
+    data = bytearray((store / S0).read_bytes())
+    pos = data.find(b"NUMPY", data.find(b"dmaps.npy")) + 40000  # inside the dmaps data
+    data[pos] ^= 0xFF
+    (store / S0).write_bytes(bytes(data))
+    s = load_attributions(store)  # the headers are intact
+    with pytest.raises(ValueError, match=f"{S0}.*corrupt"):
+        s["dmaps"]
+    (store / S0).write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=S0):
+        load_attributions(store)

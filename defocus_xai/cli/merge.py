@@ -1,4 +1,4 @@
-"""``defocus-xai merge``: join the export directories of several machines into one store."""
+"""``defocus-xai merge``: join the store folders of several machines into one store (a folder or one .npz)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,28 @@ def register(subparsers) -> None:
     """Add the ``merge`` sub-command."""
     p = subparsers.add_parser(
         "merge",
-        help="join export directories (shards of one data set) into one store",
-        description="Hard-link (or copy) the shard files of several exports made with the same settings "
-                    "into one directory and write its index.json; overlapping samples are an error.",
+        help="join store folders (shards of one data set) into one store folder or one .npz file",
+        description="Join the shard files of several exports made with the same settings: hard-linked "
+                    "(or copied) into one folder with a new index.json, or assembled into one .npz file "
+                    "when --out ends in .npz. Overlapping samples or different grids are an error.",
     )
-    p.add_argument("dirs", nargs="+", metavar="DIR", help="export directories (or their index.json)")
-    p.add_argument("--out", required=True, help="destination directory")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="store folders (or their index.json)")
+    p.add_argument("--out", required=True, help="destination folder, or NAME.npz for one file")
     p.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..explain.export import merge_exports
-    from ..explain.store import read_index
+    """Run the merge described by the parsed ``args``."""
+    from ..store import load_attributions, merge_exports, read_index
 
     out = merge_exports(args.dirs, args.out, link=not args.copy)
     if not args.quiet:
-        idx = read_index(out)
-        print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples; complete={idx['complete']}")
+        if out.is_file():
+            print(f"{out}: {len(load_attributions(out))} samples in one file")
+        else:
+            idx = read_index(out)
+            print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples; "
+                  f"complete={idx['complete']}")
     return 0

@@ -1,93 +1,35 @@
-"""Batch export of defocus maps and attributions to a sharded, resumable ``.npz`` store.
+"""Streaming export of defocus maps, scores and attributions of a data set to the ``.npz`` store.
 
-:func:`export_attributions` streams a data set: batches of samples -> maps, scores and attributions ->
-a *chunk* of at most ``chunk_size`` samples -> one shard file, written atomically. Memory is bounded by
-one chunk of outputs plus one batch of images, whatever the number of samples.
-
-Layout of ``out/``::
-
-    shard-00000-of-00001-chunk-000000.npz      samples of chunk 0 (data-set order)
-    shard-00000-of-00001-chunk-000001.npz
-    index.json                                  shard files, sample ranges, counts, meta, complete flag
-
-Resume
-    A shard file is complete or absent (temporary file + rename). Rerun with ``resume=True`` (the
-    default): chunks whose file exists, holds the expected ``sample_index`` and was made with the same
-    settings (a fingerprint in its ``meta``) are skipped, the others are recomputed, and the index is
-    rebuilt from the files present. The values do not depend on the batch size or on where a run was
-    interrupted (see :mod:`defocus_xai.explain.attribute`, "Randomness"), so the result equals that
-    of an uninterrupted run.
-
-Splitting a data set
-    ``num_shards`` / ``shard_index``: shard ``k`` takes the contiguous index range
-    ``[k * N // num_shards, (k + 1) * N // num_shards)``. Several machines can write into one shared
-    directory or into their own (join them with :func:`merge_exports`). Under ``torchrun`` (``RANK`` and
-    ``WORLD_SIZE`` set) the shard is taken from the rank, a process group is initialized (``gloo`` on the
-    CPU, ``nccl`` on CUDA) and rank 0 writes the index after a barrier.
-
-Examples
---------
->>> from defocus_xai.data.synth import DefocusSynth                       # doctest: +SKIP
->>> from defocus_xai.detect.checkpoints import load_detector              # doctest: +SKIP
->>> ds = DefocusSynth(1000, size=128)                                    # doctest: +SKIP
->>> export_attributions(ds, load_detector("bundled-defocus"), "out/")    # doctest: +SKIP
->>> load_attributions("out/")["defocus_shaps"].shape                     # doctest: +SKIP
-(1000, 128, 128)
+Batches of samples -> maps, scores and attributions -> a chunk of at most ``chunk_size`` samples -> one
+shard file, written atomically; memory is bounded by one chunk of outputs plus one batch of images.
+Resume, sharding, ``torchrun`` and the single-file ``.npz`` output are described in ``docs/npz_format.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
-import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .._version import __version__
-from .attribute import METHODS, attribute, describe_background, unwrap
-from .store import INDEX_NAME, read_index, shard_info, write_index, write_shard
+from ..detect.protocol import borrowed, uses_maps
+from ..store import (attribution_key, read_index, rebuild_index, shard_info, shard_name, shard_range, write_npz,
+                     write_shard)
+from ..store.shards import read_key, remove_stale_tmp
+from .distributed import barrier, dist_setup, dist_teardown, rank_device
+from .export_data import image_batch, load_background, sample_arrays, sample_fields
+from .settings import METHODS, AttributionSettings, describe_background
 
-__all__ = ["export_attributions", "merge_exports", "shard_range", "attribution_key"]
-
-_SHARD_RE = re.compile(r"^shard-(\d{5})-of-(\d{5})-chunk-(\d{6})\.npz$")
-
-
-def attribution_key(space: str, method: str) -> str:
-    """Store key of an attribution: ``defocus_shaps`` / ``rgb_shaps`` for shap_gradient, else
-    ``attr_<space>_<method>``.
-
-    Examples
-    --------
-    >>> attribution_key("defocus", "shap_gradient"), attribution_key("rgb", "saliency")
-    ('defocus_shaps', 'attr_rgb_saliency')
-    """
-    if method == "shap_gradient":
-        return f"{space}_shaps"
-    return f"attr_{space}_{method}"
-
-
-def shard_range(n: int, num_shards: int, shard_index: int) -> range:
-    """Data-set indices of shard ``shard_index`` of ``num_shards`` (contiguous ranges).
-
-    Examples
-    --------
-    >>> list(shard_range(5, 2, 0)), list(shard_range(5, 2, 1))
-    ([0, 1], [2, 3, 4])
-    """
-    if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"need 0 <= shard_index < num_shards, got shard_index={shard_index}, "
-                         f"num_shards={num_shards}")
-    return range(shard_index * n // num_shards, (shard_index + 1) * n // num_shards)
-
-
-def _shard_name(shard_index: int, num_shards: int, chunk: int) -> str:
-    return f"shard-{shard_index:05d}-of-{num_shards:05d}-chunk-{chunk:06d}.npz"
+__all__ = ["export_attributions"]
 
 
 def _jsonable(obj: Any) -> Any:
@@ -95,6 +37,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _identity(model: nn.Module | None) -> dict | None:
+    """The model's ``identity`` (class name, and a hash of the weights when it has no checksum)."""
     if model is None:
         return None
     ident = dict(getattr(model, "identity", None) or {})
@@ -108,255 +51,206 @@ def _identity(model: nn.Module | None) -> dict | None:
     return _jsonable(ident)
 
 
-def _sample_fields(sample: dict, index: int, default_path: str) -> dict:
-    if not isinstance(sample, dict) or "image" not in sample:
-        raise ValueError(f"sample {index}: expected a dict with an 'image' entry, got {type(sample).__name__}")
-    img = sample["image"]
-    img = torch.as_tensor(img) if not torch.is_tensor(img) else img
-    if img.ndim != 3 or img.shape[0] != 3:
-        raise ValueError(f"sample {index}: 'image' must be (3, H, W), got shape {tuple(img.shape)}")
-    if img.dtype == torch.uint8:
-        img = img.float() / 255.0
-    lab = sample.get("label")
-    if lab is None:
-        raise ValueError(f"sample {index}: no 'label'")
-    lab = int(lab)
-    if lab < 0:
-        raise ValueError(f"sample {index}: label {lab} (unreadable image?) cannot be exported")
-    out = {"image": img.float(), "label": lab, "path": str(sample.get("path") or default_path)}
-    for k in ("source_id", "family"):
-        if sample.get(k) is not None:
-            out[k] = str(sample[k])
-    if sample.get("mask") is not None:
-        out["mask"] = torch.as_tensor(sample["mask"])
-    if sample.get("sigma") is not None:
-        out["sigma"] = torch.as_tensor(sample["sigma"]).float()
-    return out
-
-
-def _list_collate(batch):
-    return batch
-
-
-def _to_grid(t: torch.Tensor, hw: tuple[int, int], mode: str) -> torch.Tensor:
-    """(B, 1, H, W) -> (B, 1, h, w)."""
-    if tuple(t.shape[-2:]) == tuple(hw):
-        return t
-    if mode == "nearest":
-        return torch.nn.functional.interpolate(t.float(), size=hw, mode="nearest")
-    return torch.nn.functional.interpolate(t.float(), size=hw, mode="bilinear", align_corners=False)
+def _base_settings(settings: AttributionSettings | None, methods: Sequence[str], loose: dict) -> AttributionSettings:
+    """The attribution options: ``settings``, or the keyword options (not both)."""
+    if settings is None:
+        method = "shap_gradient" if "shap_gradient" in methods else methods[0]
+        return AttributionSettings(method=method, **loose)
+    defaults = {f.name: f.default for f in dataclasses.fields(AttributionSettings)}
+    given = [k for k, v in loose.items() if not (v is defaults[k] or (type(v) in (int, float) and v == defaults[k]))]
+    if given:
+        raise ValueError(f"export_attributions: pass the attribution options either in settings= or as "
+                         f"keyword arguments, not both (also given: {given})")
+    return settings
 
 
 class _Exporter:
-    def __init__(self, detector, rgb_detector, methods, n_samples, seed, batch_size, eval_batch_size, engine,
-                 device, method_kwargs):
-        self.det = detector
-        self.rgb = rgb_detector
-        self.methods = methods
-        self.n_samples = n_samples
-        self.seed = seed
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.engine = engine
-        self.device = device
-        self.method_kwargs = method_kwargs or {}
-        self.bg_maps = None
-        self.bg_images = None
-        self.bg_source = None
-        self.attr_meta: dict[str, dict] = {}
+    """Maps, scores and attributions of one batch of samples, with the per-key settings fixed up front."""
 
-    def set_background(self, images: torch.Tensor | None, source: str | None):
-        self.bg_source = source
-        if images is None:
-            return
-        images = images.to(self.device)
-        if images.shape[1] == 1:  # maps given
-            self.bg_maps = images
-            return
-        with torch.no_grad():
-            self.bg_maps = self.det.map_from_images(images).float()
-        self.bg_images = images
-
-    def _attr(self, model, x, space, method, idx):
-        bg = self.bg_maps if space == "defocus" else self.bg_images
-        kw = dict(method=method, space=space, background=bg, n_samples=self.n_samples, seed=self.seed,
-                  batch_size=self.batch_size, sample_indices=idx, eval_batch_size=self.eval_batch_size,
-                  method_kwargs=self.method_kwargs.get(method), return_meta=True)
-        if method == "shap_gradient" and self.engine:
-            kw["engine"] = self.engine
-        if space == "defocus":
-            kw["inputs_are_maps"] = True
-        a, meta = attribute(model, x, **kw)
-        meta.pop("max_abs_convergence_delta", None)
-        if self.bg_source and bg is not None:
-            meta["background"] = meta["background"].replace(" maps,", f" maps from {self.bg_source},").replace(
-                " images,", f" images from {self.bg_source},")
-        meta["detector"] = (getattr(model, "identity", None) or {}).get("name") or type(model).__name__
-        self.attr_meta[attribution_key(space, method)] = meta
-        return a
+    def __init__(self, det: nn.Module, rgb: nn.Module | None, base: AttributionSettings, methods: Sequence[str],
+                 method_kwargs: dict, bg_images: torch.Tensor | None, bg_source: str | None, device):
+        self.det, self.rgb, self.device, self.batch_size = det, rgb, device, base.batch_size
+        bg_maps = None
+        if bg_images is not None:
+            bg_images = bg_images.to(device)
+            if bg_images.shape[1] == 1:  # maps given: the RGB detector uses zeros
+                bg_maps, bg_images = bg_images, None
+            else:
+                with torch.no_grad():
+                    bg_maps = det.map_from_images(bg_images).float()
+        self.settings: dict[str, AttributionSettings] = {}
+        self.meta: dict[str, dict] = {}
+        spaces = [("defocus", det, bg_maps)] + ([("rgb", rgb, bg_images)] if rgb is not None else [])
+        for method in methods:
+            kw = method_kwargs.get(method, base.method_kwargs if method == base.method else {})
+            for space, model, bg in spaces:
+                s = dataclasses.replace(base, method=method, space=space, background=bg, method_kwargs=kw,
+                                        engine=base.engine if method == base.method else None)
+                key = attribution_key(space, method)
+                self.settings[key] = s
+                self.meta[key] = dict(s.to_meta(), background=describe_background(bg, source=bg_source),
+                                      detector=(getattr(model, "identity", None) or {}).get("name")
+                                      or type(model).__name__)
 
     def batch(self, items: list[dict], idx: list[int]) -> dict[str, np.ndarray]:
-        images = torch.stack([it["image"] for it in items]).to(self.device)
+        images = image_batch(items).to(self.device)
         with torch.no_grad():
             maps = self.det.map_from_images(images).float()
             scores = torch.sigmoid(self.det.forward_map(maps).reshape(len(items), -1)[:, -1])
-        out = {
-            "dmaps": maps[:, 0].cpu().numpy(),
-            "scores": scores.cpu().numpy().astype(np.float32),
-            "labels": np.array([it["label"] for it in items], np.int8),
-            "paths": np.array([it["path"] for it in items]),
-            "sample_index": np.array(idx, np.int64),
-        }
-        for k, store_key in (("source_id", "source_ids"), ("family", "families")):
-            if all(k in it for it in items):
-                out[store_key] = np.array([it[k] for it in items])
-        hw = tuple(maps.shape[-2:])
-        if all("mask" in it for it in items):
-            m = torch.stack([it["mask"].reshape(1, *it["mask"].shape[-2:]) for it in items])
-            out["gt_masks"] = (_to_grid(m, hw, "nearest")[:, 0] > 0).cpu().numpy().astype(np.uint8)
-        if all("sigma" in it for it in items):
-            s = torch.stack([it["sigma"].reshape(1, *it["sigma"].shape[-2:]) for it in items])
-            scale = hw[-1] / s.shape[-1]  # sigma in pixels of the map grid
-            out["sigma_true"] = (_to_grid(s, hw, "bilinear")[:, 0] * scale).cpu().numpy().astype(np.float32)
-        for method in self.methods:
-            a = self._attr(self.det, maps, "defocus", method, idx)
-            out[attribution_key("defocus", method)] = a[:, 0].numpy()
-            if self.rgb is not None:
-                a = self._attr(self.rgb, images, "rgb", method, idx)
-                out[attribution_key("rgb", method)] = a.numpy()
+        out = sample_arrays(items, idx, maps)
+        out["scores"] = scores.cpu().numpy().astype(np.float32)
+        for key, s in self.settings.items():
+            if s.space == "defocus":
+                out[key] = s.attribute(self.det, maps, sample_indices=idx, inputs_are_maps=True)[:, 0].cpu().numpy()
+            else:
+                out[key] = s.attribute(self.rgb, images, sample_indices=idx).cpu().numpy()
         return out
-
-
-def _dist_setup(device: torch.device):
-    """Initialize torch.distributed from torchrun's environment; return (rank, world, we_initialized)."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:
-        return None
-    import torch.distributed as dist
-
-    created = False
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
-        created = True
-    return dist.get_rank(), dist.get_world_size(), created
-
-
-def _barrier(device):
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        dist.barrier(device_ids=[device.index or 0])
-    else:
-        dist.barrier()
 
 
 def _fingerprint(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-_ENTRY_CACHE: dict[tuple[str, int, int], dict] = {}
-
-
-def _entry(p: Path) -> dict:
-    """Index entry of a shard file (cached by path, size and mtime: files are immutable once renamed)."""
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _ENTRY_CACHE:
-        m = _SHARD_RE.match(p.name)
-        info = shard_info(p)
-        with np.load(p, allow_pickle=False) as z:
-            si = z["sample_index"] if "sample_index" in z.files else np.zeros(0, np.int64)
-        _ENTRY_CACHE[key] = {"file": p.name, "n": info["n"], "shard_index": int(m.group(1)),
-                             "num_shards": int(m.group(2)), "chunk": int(m.group(3)),
-                             "first_index": int(si.min()) if si.size else None,
-                             "last_index": int(si.max()) if si.size else None, "_meta": info["meta"]}
-    return dict(_ENTRY_CACHE[key])
-
-
-def _rebuild_index(out: Path, meta: dict | None, n_total: int | None, num_shards: int) -> Path:
-    """Write ``out/index.json`` from the shard files present (the source of truth)."""
-    entries = []
-    for p in sorted(out.glob("shard-*.npz")):
-        if not _SHARD_RE.match(p.name):
-            continue
-        e = _entry(p)
-        m = e.pop("_meta")
-        if meta is None:
-            meta = {k: v for k, v in m.items() if k not in ("export", "created_at")}
-            meta["export"] = {k: v for k, v in m.get("export", {}).items()
-                              if k not in ("shard_index", "chunk", "first_index", "last_index")}
-        entries.append(e)
-    entries.sort(key=lambda e: (e["first_index"] if e["first_index"] is not None else -1, e["file"]))
-    count = sum(e["n"] for e in entries)
-    complete = n_total is not None and count == n_total
-    return write_index(out, entries, meta=meta, complete=complete,
-                       extra={"total_samples": n_total, "num_shards": num_shards})
+def _export_meta(exp: _Exporter, chunk_size: int, num_shards: int, n_total: int) -> dict:
+    """The meta common to every shard of this export, with the fingerprint of the settings."""
+    det, rgb = exp.det, exp.rgb
+    cfg = {"library_version": __version__, "attributions": exp.meta, "detector": _identity(det),
+           "rgb_detector": _identity(rgb), "chunk_size": int(chunk_size), "num_shards": int(num_shards),
+           "total_samples": n_total}
+    est = getattr(det, "estimator", None)
+    return {
+        "detector": cfg["detector"],
+        "rgb_detector": cfg["rgb_detector"],
+        "estimator": _jsonable(est.config()) if est is not None else None,
+        "map_normalization": {"map_norm": getattr(det, "map_norm", None),
+                              "sigma_max": getattr(det, "sigma_max", None),
+                              "map_size": getattr(det, "map_size", None)},
+        "attributions": _jsonable(exp.meta),
+        "export": {"fingerprint": _fingerprint(cfg), "config": _jsonable(
+            {k: v for k, v in cfg.items() if k not in ("detector", "rgb_detector", "attributions")})},
+    }
 
 
 def _check_existing(path: Path, expect_idx: Sequence[int], fingerprint: str) -> bool:
     """Whether an existing shard file is a valid result of this run for ``expect_idx``."""
     try:
         info = shard_info(path)
-        fp = info["meta"].get("export", {}).get("fingerprint")
-        if fp != fingerprint:
-            raise ValueError(
-                f"{path}: was written with other settings (fingerprint {fp} != {fingerprint}); use another "
-                "output directory or resume=False")
-        with np.load(path, allow_pickle=False) as z:
-            ok = np.array_equal(z["sample_index"], np.asarray(expect_idx, np.int64))
-        return ok
-    except ValueError as e:
-        if "other settings" in str(e):
-            raise
+        ok = np.array_equal(read_key(path, "sample_index"), np.asarray(expect_idx, np.int64))
+    except (ValueError, KeyError):
         return False
+    fp = info["meta"].get("export", {}).get("fingerprint")
+    if fp != fingerprint:
+        raise ValueError(f"{path}: was written with other settings (fingerprint {fp} != {fingerprint}); use "
+                         "another output or resume=False")
+    return ok
 
 
-def export_attributions(dataset_or_loader: Any, detector: nn.Module, out: str | os.PathLike, *,
-                        methods: Sequence[str] = ("shap_gradient",), rgb_detector: nn.Module | None = None,
-                        background: Any = None, n_samples: int | None = None, seed: int = 0,
-                        batch_size: int = 16, chunk_size: int = 256, num_shards: int = 1, shard_index: int = 0,
-                        resume: bool = True, progress: bool = True, device: Any = None, engine: str | None = None,
-                        eval_batch_size: int = 256, num_workers: int | None = None,
-                        method_kwargs: dict | None = None, distributed: bool | None = None) -> Path:
-    """Export defocus maps, scores and attributions of a data set to a sharded ``.npz`` store.
+def _single_file_done(out: Path, work: Path, fingerprint: str, resume: bool) -> bool:
+    """For a ``.npz`` target: whether a finished export with these settings is already there."""
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; a name ending in .npz means one file here (choose another name)")
+    if work.exists() or not out.exists() or not resume:
+        return False
+    fp = shard_info(out)["meta"].get("export", {}).get("fingerprint")
+    if fp != fingerprint:
+        raise ValueError(f"{out}: was written with other settings (fingerprint {fp} != {fingerprint}); use "
+                         "another output or resume=False")
+    return True
+
+
+def _finish(out: Path, work: Path, n_total: int, num_shards: int) -> None:
+    """Rebuild the index; for a ``.npz`` target, assemble the complete parts into ``out`` and remove them."""
+    rebuild_index(work, n_total, num_shards)
+    if work == out:
+        return
+    doc = read_index(work)
+    if doc["complete"]:
+        write_npz(out, [work / e["file"] for e in doc["shards"]], doc["meta"])
+        shutil.rmtree(work)
+
+
+def _run_chunks(exp: _Exporter, data: Any, work: Path, chunks: list[list[int]], names: list[str], todo: list[int],
+                meta_base: dict, *, batch_size: int, num_workers: int, bar, index: tuple | None,
+                shard_index: int) -> None:
+    """Compute and write the chunks ``todo``; rebuild the index after each when ``index`` is given."""
+    from torch.utils.data import DataLoader, Subset
+
+    for c in todo:
+        idx = chunks[c]
+        loader = DataLoader(Subset(data, idx), batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                            collate_fn=list)
+        parts, pos, image_hw = [], 0, None
+        for raw in loader:
+            bidx = idx[pos:pos + len(raw)]
+            pos += len(raw)
+            items = [sample_fields(s, i, data) for s, i in zip(raw, bidx)]
+            image_hw = image_hw or list(items[0]["image"].shape[-2:])
+            parts.append(exp.batch(items, bidx))
+            if bar is not None:
+                bar.update(len(raw))
+        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        meta = dict(meta_base, image_grid={"height": image_hw[0], "width": image_hw[1]},
+                    map_grid={"height": int(arrays["dmaps"].shape[1]), "width": int(arrays["dmaps"].shape[2])})
+        meta["export"] = dict(meta_base["export"], shard_index=shard_index, chunk=c,
+                              first_index=int(idx[0]), last_index=int(idx[-1]))
+        write_shard(work / names[c], arrays, meta)
+        if index is not None:
+            rebuild_index(work, *index)
+
+
+def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, *,
+                        methods: Sequence[str] | None = None, settings: AttributionSettings | None = None,
+                        rgb_detector: nn.Module | None = None, background: Any = None, n_samples: int | None = None,
+                        n_steps: int | None = None, seed: int = 0, engine: str | None = None, batch_size: int = 16,
+                        eval_batch_size: int = 256, method_kwargs: dict | None = None, chunk_size: int = 256,
+                        num_shards: int = 1, shard_index: int = 0, resume: bool = True, progress: bool = True,
+                        device: Any = None, num_workers: int | None = None,
+                        distributed: bool | None = None) -> Path:
+    """Export defocus maps, scores and attributions of a data set to the ``.npz`` store.
 
     Parameters
     ----------
-    dataset_or_loader : Dataset, DataLoader or sequence
-        A map-style data set (``len`` and ``[i]``) whose samples are dicts with ``image`` (3, H, W)
-        float in ``[0, 1]`` (uint8 accepted), ``label`` (0 real, 1 fake) and optionally ``path``,
-        ``source_id``, ``family``, ``mask`` (1, H, W) and ``sigma`` (1, H, W). A ``DataLoader`` is
-        replaced by its ``dataset`` (its ``num_workers`` is kept); batching is ours.
-    detector : DefocusDetector
-        Explained in ``space="defocus"`` (keys ``defocus_shaps`` / ``attr_defocus_<method>``).
+    detector : MapDetector
+        Explained on its normalized defocus map (keys ``defocus_shaps`` / ``attr_defocus_<method>``).
+        Borrowed: it comes back in the mode and on the device it came in.
+    data : Dataset, DataLoader or sequence
+        A map-style data set (``len`` and ``[i]``) of dicts with ``image`` (3, H, W) float in ``[0, 1]``
+        (uint8 accepted), ``label`` (0 real, 1 fake) and optionally ``path``, ``source_id``, ``family``,
+        ``mask`` (1, H, W) and ``sigma`` (1, H, W). A ``DataLoader`` is replaced by its ``dataset`` (its
+        ``num_workers`` is kept); batching is ours.
     out : path-like
-        Output directory (created).
-    methods : sequence of str
-        Attribution methods (see :data:`~defocus_xai.explain.attribute.METHODS`).
+        A name ending in ``.npz``: one file that plain ``numpy.load(out, allow_pickle=False)`` reads
+        (shards go to ``<out>.parts/`` meanwhile, assembled and removed at the end). Anything else: a
+        store folder of shard files and ``index.json``.
+    methods : sequence of str, optional
+        Attribution methods (see :data:`~defocus_xai.explain.settings.METHODS`); default
+        ``(settings.method,)``, else ``("shap_gradient",)``.
+    settings : AttributionSettings, optional
+        The attribution options in one object (its ``method`` / ``space`` are set per key; its
+        ``method_kwargs`` and ``engine`` apply to its own method). Give either this or the keyword
+        options ``background`` ... ``eval_batch_size``.
     rgb_detector : nn.Module, optional
-        An RGB detector explained in ``space="rgb"`` on the same images (``rgb_shaps`` (N, 3, H, W),
-        ``attr_rgb_<method>``).
+        An RGB detector explained on the same images (``rgb_shaps`` (N, 3, H, W), ``attr_rgb_<method>``).
     background : None, int or tensor
-        None: an all-zero map / image. An int ``k``: the first ``k`` samples of the data set (the
-        reference used 10 images). A tensor of images ``(K, 3, H, W)`` (maps for the defocus detector
-        are computed from them) or of maps ``(K, 1, S, S)`` (then the RGB detector uses zeros).
-    n_samples, seed, engine, eval_batch_size, method_kwargs
-        Passed to :func:`~defocus_xai.explain.attribute.attribute` (``method_kwargs`` maps a method
-        name to its extra parameters).
-    batch_size : int
-        Samples per step (memory of one batch of images and their attribution passes).
+        The attribution reference. None: an all-zero map / image. An int ``k``: the first ``k`` samples
+        of the data set (the reference used 10 images). Images ``(K, 3, H, W)`` (the maps are computed
+        from them) or maps ``(K, 1, S, S)`` (then the RGB detector uses zeros).
+    n_samples, n_steps, seed, engine, batch_size, eval_batch_size
+        As in :func:`~defocus_xai.explain.attribute` (``batch_size`` is also the samples per step).
+    method_kwargs : dict, optional
+        Method name -> its extra parameters.
     chunk_size : int
         Samples per shard file (memory of one chunk of outputs).
     num_shards, shard_index : int
-        Export only shard ``shard_index`` of ``num_shards`` contiguous index ranges. Ignored under
-        ``torchrun``, where they come from ``WORLD_SIZE`` and ``RANK``.
+        Export only shard ``shard_index`` of ``num_shards`` contiguous index ranges into a store folder
+        (join the folders with :func:`~defocus_xai.store.merge_exports`). Under ``torchrun`` they come
+        from ``WORLD_SIZE`` and ``RANK``.
     resume : bool
-        Keep valid shard files already in ``out`` (see the module documentation); False removes this
-        shard's files first.
+        Keep valid shard files already written (an interrupted run continues); False starts over.
     progress : bool
         Show a tqdm progress bar (rank 0 only).
     device : str or torch.device, optional
-        Default: ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``.
+        Default: :func:`~defocus_xai._device.resolve_device` (``cuda:LOCAL_RANK`` under torchrun).
     num_workers : int, optional
         Data-loading worker processes (default: the loader's, else 0).
     distributed : bool, optional
@@ -365,248 +259,90 @@ def export_attributions(dataset_or_loader: Any, detector: nn.Module, out: str | 
     Returns
     -------
     pathlib.Path
-        ``out``; open it with :func:`~defocus_xai.explain.store.load_attributions`.
+        ``out``; open it with :func:`~defocus_xai.store.load_attributions`.
 
     Examples
     --------
-    >>> export_attributions(DefocusSynth(64, size=64), det, "out", methods=("shap_gradient", "saliency"),
+    >>> export_attributions(det, DefocusSynth(64, size=64), "out.npz", methods=("shap_gradient", "saliency"),
     ...                     background=10, n_samples=50)          # doctest: +SKIP
-    PosixPath('out')
+    PosixPath('out.npz')
     """
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import DataLoader
 
-    methods = tuple(methods)
-    for m in methods:
-        if m not in METHODS:
-            raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
-    if not methods:
-        raise ValueError("methods is empty")
+    methods = tuple(methods or ((settings.method,) if settings is not None else ("shap_gradient",)))
+    if not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"methods must be a non-empty sequence of {METHODS}, got {methods}")
     if int(chunk_size) < 1 or int(batch_size) < 1:
         raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size}, {batch_size}")
-    out = Path(out)
-    data = dataset_or_loader
+    if not uses_maps(detector):
+        raise TypeError(f"export_attributions needs a detector that reads defocus maps (a MapDetector); got "
+                        f"{type(detector).__name__}")
+    base = _base_settings(settings, methods, dict(background=background, n_samples=n_samples, n_steps=n_steps,
+                                                  seed=seed, engine=engine, batch_size=batch_size,
+                                                  eval_batch_size=eval_batch_size))
     if isinstance(data, DataLoader):
-        if num_workers is None:
-            num_workers = data.num_workers
+        num_workers = data.num_workers if num_workers is None else num_workers
         data = data.dataset
     if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
-        raise ValueError("export_attributions needs a map-style data set (len() and [i]); got "
-                         f"{type(data).__name__}")
-    num_workers = int(num_workers or 0)
+        raise ValueError(f"export_attributions needs a map-style data set (len() and [i]); got {type(data).__name__}")
+    out = Path(out)
+    device = rank_device(device)
+    with contextlib.ExitStack() as stack:
+        det = stack.enter_context(borrowed(detector, device))
+        rgb = stack.enter_context(borrowed(rgb_detector, device)) if rgb_detector is not None else None
+        bg_images, bg_source = load_background(base.background, data)
+        exp = _Exporter(det, rgb, base, methods, dict(method_kwargs or {}), bg_images, bg_source, device)
+        return _export(exp, data, out, chunk_size=int(chunk_size), num_shards=int(num_shards),
+                       shard_index=int(shard_index), resume=resume, progress=progress,
+                       num_workers=int(num_workers or 0), distributed=distributed)
+
+
+def _export(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num_shards: int, shard_index: int,
+            resume: bool, progress: bool, num_workers: int, distributed: bool | None) -> Path:
+    """The streaming loop of :func:`export_attributions` once models, settings and background are fixed."""
     n_total = len(data)
-
-    det = unwrap(detector)
-    rgb = unwrap(rgb_detector) if rgb_detector is not None else None
-    if device is None:
-        if torch.cuda.is_available():
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        else:
-            device = torch.device("cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)
-    det = det.to(device).eval()
-    if rgb is not None:
-        rgb = rgb.to(device).eval()
-
-    dist_info = None
-    if distributed is not False:
-        dist_info = _dist_setup(device)
-        if distributed and dist_info is None:
-            raise ValueError("distributed=True but RANK / WORLD_SIZE are not set (run under torchrun)")
+    dist_info = dist_setup(exp.device, distributed)
     if dist_info is not None:
-        shard_index, num_shards = dist_info[0], dist_info[1]
-    rank0 = dist_info is None or dist_info[0] == 0
-    my_range = shard_range(n_total, int(num_shards), int(shard_index))
-
-    exp = _Exporter(det, rgb, methods, n_samples, int(seed), int(batch_size), int(eval_batch_size), engine,
-                    device, method_kwargs)
-    # background
-    bg_images, bg_source = None, None
-    if isinstance(background, (int, np.integer)) and not isinstance(background, bool):
-        k = int(background)
-        if not 1 <= k <= n_total:
-            raise ValueError(f"background={k}: need 1 <= k <= {n_total} samples")
-        bg_images = torch.stack([_sample_fields(data[i], i, "")["image"] for i in range(k)])
-        bg_source = f"data-set samples 0..{k - 1}"
-    elif background is not None:
-        bg_images = torch.as_tensor(background).float()
-        if bg_images.ndim != 4 or bg_images.shape[1] not in (1, 3):
-            raise ValueError(f"background must be (K, 3, H, W) images or (K, 1, S, S) maps, got "
-                             f"{tuple(bg_images.shape)}")
-    exp.set_background(bg_images, bg_source)
-
-    est = getattr(det, "estimator", None)
-    cfg = {
-        "library_version": __version__,
-        "methods": list(methods),
-        "n_samples": n_samples,
-        "seed": int(seed),
-        # the resolved engine of shap_gradient: a change of the default must not mix values in one store
-        "engine": (engine or "batched") if "shap_gradient" in methods else engine,
-        "method_kwargs": method_kwargs or {},
-        "background": describe_background(exp.bg_maps, "maps", (1,)) if exp.bg_maps is not None else "zeros",
-        "detector": _identity(det),
-        "rgb_detector": _identity(rgb),
-        "chunk_size": int(chunk_size),
-        "num_shards": int(num_shards),
-        "total_samples": n_total,
-    }
-    fingerprint = _fingerprint(cfg)
-    meta_base = {
-        "detector": cfg["detector"],
-        "rgb_detector": cfg["rgb_detector"],
-        "estimator": _jsonable(est.config()) if est is not None and hasattr(est, "config") else None,
-        "map_normalization": {"map_norm": getattr(det, "map_norm", None),
-                              "sigma_max": getattr(det, "sigma_max", None),
-                              "map_size": getattr(det, "map_size", None)},
-        "export": {"fingerprint": fingerprint, "config": _jsonable({k: v for k, v in cfg.items()
-                                                                     if k not in ("detector", "rgb_detector")})},
-    }
-
-    out.mkdir(parents=True, exist_ok=True)
-    # chunks of this shard
-    idx_all = list(my_range)
+        shard_index, num_shards = dist_info.rank, dist_info.world_size
+    single = out.suffix == ".npz"
+    if single and num_shards > 1 and dist_info is None:
+        raise ValueError(f"{out}: a single .npz file needs the whole data set; export the shards into folders "
+                         "and join them with merge_exports(folders, 'name.npz')")
+    work = out.with_name(out.name + ".parts") if single else out
+    rank0 = dist_info is None or dist_info.rank == 0
+    meta_base = _export_meta(exp, chunk_size, num_shards, n_total)
+    if single and _single_file_done(out, work, meta_base["export"]["fingerprint"], resume):
+        return out
+    idx_all = list(shard_range(n_total, num_shards, shard_index))
     chunks = [idx_all[s:s + chunk_size] for s in range(0, len(idx_all), chunk_size)]
-    names = [_shard_name(int(shard_index), int(num_shards), c) for c in range(len(chunks))]
-    prefix = f"shard-{int(shard_index):05d}-of-{int(num_shards):05d}-"
-    for p in out.glob(f".{prefix}*.tmp"):  # left by a killed run
-        p.unlink(missing_ok=True)
+    names = [shard_name(shard_index, num_shards, c) for c in range(len(chunks))]
+    work.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(work)
     if not resume:
-        for p in out.glob(f"{prefix}chunk-*.npz"):
+        for p in work.glob(f"shard-{shard_index:05d}-of-{num_shards:05d}-chunk-*.npz"):
             p.unlink()
-    todo = [c for c in range(len(chunks)) if not (out / names[c]).exists()
-            or not _check_existing(out / names[c], chunks[c], fingerprint)]
-    done_n = len(idx_all) - sum(len(chunks[c]) for c in todo)
-
+    fp = meta_base["export"]["fingerprint"]
+    todo = [c for c in range(len(chunks)) if not _check_existing(work / names[c], chunks[c], fp)
+            ] if resume else list(range(len(chunks)))
     bar = None
     if progress and rank0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(idx_all), initial=done_n, unit="img", desc=f"export shard {shard_index}")
-    image_hw = None
-    for c in todo:
-        idx = chunks[c]
-        loader = DataLoader(Subset(data, idx), batch_size=int(batch_size), shuffle=False,
-                            num_workers=num_workers, collate_fn=_list_collate)
-        parts: list[dict] = []
-        pos = 0
-        for raw in loader:
-            bidx = idx[pos:pos + len(raw)]
-            pos += len(raw)
-            items = [_sample_fields(s, i, _default_path(data, i)) for s, i in zip(raw, bidx)]
-            image_hw = image_hw or list(items[0]["image"].shape[-2:])
-            parts.append(exp.batch(items, bidx))
-            if bar is not None:
-                bar.update(len(raw))
-        arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        meta = dict(meta_base)
-        meta["image_grid"] = {"height": image_hw[0], "width": image_hw[1]}
-        meta["map_grid"] = {"height": int(arrays["dmaps"].shape[1]), "width": int(arrays["dmaps"].shape[2])}
-        meta["attributions"] = _jsonable(exp.attr_meta)
-        meta["export"] = dict(meta_base["export"], shard_index=int(shard_index), chunk=c,
-                              first_index=int(idx[0]), last_index=int(idx[-1]))
-        write_shard(out / names[c], arrays, meta)
-        del arrays, parts
-        if rank0 or dist_info is None:
-            _rebuild_index(out, None, n_total, int(num_shards))
-    if bar is not None:
-        bar.close()
+        done = len(idx_all) - sum(len(chunks[c]) for c in todo)
+        bar = tqdm(total=len(idx_all), initial=done, unit="img", desc=f"export shard {shard_index}")
+    try:
+        _run_chunks(exp, data, work, chunks, names, todo, meta_base, batch_size=exp.batch_size,
+                    num_workers=num_workers, bar=bar, index=(n_total, num_shards) if rank0 else None,
+                    shard_index=shard_index)
+    finally:
+        if bar is not None:
+            bar.close()
     if dist_info is not None:
-        _barrier(device)
+        barrier(exp.device)
         if rank0:
-            _rebuild_index(out, None, n_total, int(num_shards))
-        _barrier(device)
-        if dist_info[2]:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+            _finish(out, work, n_total, num_shards)
+        barrier(exp.device)
+        dist_teardown(dist_info)
     else:
-        _rebuild_index(out, None, n_total, int(num_shards))
-    return out
-
-
-def _default_path(data: Any, i: int) -> str:
-    seed = getattr(data, "seed", None)
-    name = type(data).__name__
-    if name == "DefocusSynth" and seed is not None:
-        return f"synth:{seed}:{i}"
-    return f"{name}:{i}"
-
-
-def merge_exports(dirs_or_indexes: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-                  link: bool = True) -> Path:
-    """Join the shard directories of several exports (machines) into one store.
-
-    The shard files are hard-linked (or copied) into ``out`` and a new index is written. The inputs must
-    come from the same settings (same export fingerprint) and must not overlap (no sample index twice).
-
-    Parameters
-    ----------
-    dirs_or_indexes : iterable of path-like
-        Export directories or their ``index.json`` files.
-    out : path-like
-        Destination directory (may be one of the inputs).
-    link : bool
-        Hard-link when possible (same file system), else copy.
-
-    Returns
-    -------
-    pathlib.Path
-        ``out``.
-
-    Examples
-    --------
-    >>> merge_exports(["machine0/out", "machine1/out"], "merged")   # doctest: +SKIP
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seen: dict[int, str] = {}
-    fingerprint, n_total, num_shards = None, None, None
-    files: list[Path] = []
-    for d in dirs_or_indexes:
-        d = Path(d)
-        doc = read_index(d)
-        base = d if d.is_dir() else d.parent
-        for e in doc["shards"]:
-            p = base / e["file"]
-            info = shard_info(p)
-            fp = info["meta"].get("export", {}).get("fingerprint")
-            if fingerprint is None:
-                fingerprint = fp
-                n_total = doc.get("total_samples")
-                num_shards = doc.get("num_shards")
-            elif fp != fingerprint:
-                raise ValueError(f"{p}: made with other settings than the first input (fingerprint {fp} != "
-                                 f"{fingerprint}); cannot merge")
-            if p.resolve() in {f.resolve() for f in files}:
-                continue
-            with np.load(p, allow_pickle=False) as z:
-                for i in z["sample_index"].tolist():
-                    if i in seen:
-                        raise ValueError(f"{p}: sample index {i} is also in {seen[i]}; the inputs overlap")
-                    seen[i] = str(p)
-            files.append(p)
-    for p in files:
-        dst = out / p.name
-        if dst.exists():
-            if dst.resolve() == p.resolve() or os.path.samefile(dst, p):
-                continue
-            raise ValueError(f"{dst}: exists and differs from {p}")
-        tmp = out / f".{p.name}.{os.getpid()}.tmp"
-        try:
-            if link:
-                os.link(p, tmp)
-            else:
-                raise OSError
-        except OSError:
-            shutil.copyfile(p, tmp)
-        os.replace(tmp, dst)
-    _rebuild_index(out, None, n_total, int(num_shards or 1))
-    idx = read_index(out)
-    if n_total is not None and idx["num_samples"] != n_total:
-        import warnings
-
-        warnings.warn(f"{out}: merged {idx['num_samples']} of {n_total} samples; the export is incomplete",
-                      stacklevel=2)
+        _finish(out, work, n_total, num_shards)
     return out

@@ -1,0 +1,115 @@
+"""What the exporter reads from a data set: checked samples, the attribution background, per-sample arrays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["sample_fields", "image_batch", "sample_arrays", "load_background"]
+
+
+def _default_path(data: Any, i: int) -> str:
+    seed = getattr(data, "seed", None)
+    name = type(data).__name__
+    if name == "DefocusSynth" and seed is not None:
+        return f"synth:{seed}:{i}"
+    return f"{name}:{i}"
+
+
+def sample_fields(sample: Any, index: int, data: Any) -> dict:
+    """One sample of ``data`` checked and converted: float image (3, H, W) in [0, 1], label, path, extras.
+
+    Examples
+    --------
+    >>> s = sample_fields({"image": torch.zeros(3, 4, 4), "label": 1}, 0, [None])
+    >>> s["label"], s["path"]
+    (1, 'list:0')
+    """
+    if not isinstance(sample, dict) or "image" not in sample:
+        raise ValueError(f"sample {index}: expected a dict with an 'image' entry, got {type(sample).__name__}")
+    img = torch.as_tensor(sample["image"])
+    if img.ndim != 3 or img.shape[0] != 3:
+        raise ValueError(f"sample {index}: 'image' must be (3, H, W), got shape {tuple(img.shape)}")
+    if img.dtype == torch.uint8:
+        img = img.float() / 255.0
+    lab = sample.get("label")
+    if lab is None:
+        raise ValueError(f"sample {index}: no 'label'")
+    lab = int(lab)
+    if lab < 0:
+        raise ValueError(f"sample {index}: label {lab} (unreadable image?) cannot be exported")
+    out = {"image": img.float(), "label": lab, "path": str(sample.get("path") or _default_path(data, index))}
+    for k in ("source_id", "family"):
+        if sample.get(k) is not None:
+            out[k] = str(sample[k])
+    if sample.get("mask") is not None:
+        out["mask"] = torch.as_tensor(sample["mask"])
+    if sample.get("sigma") is not None:
+        out["sigma"] = torch.as_tensor(sample["sigma"]).float()
+    return out
+
+
+def image_batch(items: list[dict]) -> torch.Tensor:
+    """The images of checked samples as one (B, 3, H, W) batch."""
+    return torch.stack([it["image"] for it in items])
+
+
+def _to_grid(t: torch.Tensor, hw: tuple[int, int], mode: str) -> torch.Tensor:
+    """(B, 1, H, W) -> (B, 1, h, w)."""
+    if tuple(t.shape[-2:]) == tuple(hw):
+        return t
+    if mode == "nearest":
+        return torch.nn.functional.interpolate(t.float(), size=hw, mode="nearest")
+    return torch.nn.functional.interpolate(t.float(), size=hw, mode="bilinear", align_corners=False)
+
+
+def sample_arrays(items: list[dict], idx: list[int], maps: torch.Tensor) -> dict[str, np.ndarray]:
+    """The store arrays of one batch besides scores and attributions: maps, labels, paths, extras.
+
+    ``gt_masks`` and ``sigma_true`` are resampled to the map grid (sigma rescaled to its pixels).
+    """
+    out = {
+        "dmaps": maps[:, 0].cpu().numpy(),
+        "labels": np.array([it["label"] for it in items], np.int8),
+        "paths": np.array([it["path"] for it in items]),
+        "sample_index": np.array(idx, np.int64),
+    }
+    for k, store_key in (("source_id", "source_ids"), ("family", "families")):
+        if all(k in it for it in items):
+            out[store_key] = np.array([it[k] for it in items])
+    hw = tuple(maps.shape[-2:])
+    if all("mask" in it for it in items):
+        m = torch.stack([it["mask"].reshape(1, *it["mask"].shape[-2:]) for it in items])
+        out["gt_masks"] = (_to_grid(m, hw, "nearest")[:, 0] > 0).cpu().numpy().astype(np.uint8)
+    if all("sigma" in it for it in items):
+        s = torch.stack([it["sigma"].reshape(1, *it["sigma"].shape[-2:]) for it in items])
+        scale = hw[-1] / s.shape[-1]  # sigma in pixels of the map grid
+        out["sigma_true"] = (_to_grid(s, hw, "bilinear")[:, 0] * scale).cpu().numpy().astype(np.float32)
+    return out
+
+
+def load_background(background: Any, data: Any) -> tuple[torch.Tensor | None, str | None]:
+    """The attribution reference inputs and where they came from.
+
+    ``None`` -> ``(None, None)`` (all-zero inputs); an int ``k`` -> the images of the first ``k`` samples
+    of ``data``; images ``(K, 3, H, W)`` or maps ``(K, 1, S, S)`` as given.
+
+    Examples
+    --------
+    >>> load_background(None, [])
+    (None, None)
+    """
+    if background is None:
+        return None, None
+    if isinstance(background, (int, np.integer)) and not isinstance(background, bool):
+        k = int(background)
+        if not 1 <= k <= len(data):
+            raise ValueError(f"background={k}: need 1 <= k <= {len(data)} samples")
+        images = torch.stack([sample_fields(data[i], i, data)["image"] for i in range(k)])
+        return images, f"data-set samples 0..{k - 1}"
+    images = torch.as_tensor(background).float()
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"background must be (K, 3, H, W) images or (K, 1, S, S) maps, got {tuple(images.shape)}")
+    return images, None
