@@ -1,18 +1,7 @@
-"""The library's image input convention, in one place.
+"""The library's image input convention, in one place: :func:`as_image_batch` and :func:`to_gray`.
 
-Every function of :mod:`defocus_xai` that takes images converts them with :func:`as_image_batch`:
-
-* **Result**: a ``torch.float32`` tensor of shape ``(B, 3, H, W)`` with values in ``[0, 1]``.
-* **torch tensors are channels-first**: ``(B, C, H, W)``, ``(C, H, W)`` or ``(H, W)``.
-* **numpy arrays (and PIL images) are channels-last**: ``(B, H, W, C)``, ``(H, W, C)`` or ``(H, W)``.
-* ``C`` is 1 (gray, repeated to three channels) or 3 (RGB). Four channels (RGBA) are rejected: alpha
-  must be composited first (``dx.data.load_image`` does that).
-* ``uint8`` is divided by 255, ``uint16`` by 65535; floating point values must already lie in
-  ``[0, 1]`` (values within ``1e-6`` outside are clamped); ``bool`` and other integer types are
-  rejected, as are NaN, infinity, empty arrays and wrong ranks.
-
-Conversions of floating point torch tensors keep the autograd graph, so gradients flow back to the
-caller's tensor.
+torch tensors are channels-first, numpy arrays and PIL images channels-last; the result is always a
+``(B, 3, H, W)`` float32 tensor in ``[0, 1]``. The full table: ``docs/estimator.md`` ("Input convention").
 """
 
 from __future__ import annotations
@@ -168,20 +157,7 @@ def as_image_batch(images: Any, *, device: str | torch.device | None = None,
     torch.Size([1, 3, 32, 48])
     """
     if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError(f"{name}: got an empty {type(images).__name__}; expected images.")
-        parts = [as_image_batch(im, device=device, name=f"{name}[{i}]") for i, im in enumerate(images)]
-        shapes = {tuple(p.shape[-2:]) for p in parts}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"{name}: the images of a list must share one size, got sizes (H, W) {sorted(shapes)}; "
-                "resize them first."
-            )
-        devices = {p.device for p in parts}
-        if len(devices) > 1:
-            raise ValueError(f"{name}: the images of a list lie on different devices {devices}.")
-        return torch.cat(parts, 0)
-
+        return _stack_list(images, device, name)
     if not isinstance(images, (torch.Tensor, np.ndarray)):
         if hasattr(images, "mode") and hasattr(images, "size") and hasattr(images, "getbands"):
             images = _pil_to_numpy(images, name)
@@ -189,62 +165,78 @@ def as_image_batch(images: Any, *, device: str | torch.device | None = None,
             raise TypeError(
                 f"{name}: expected a torch.Tensor, numpy.ndarray or PIL image, got {_describe(images)}."
             )
-
+    original = _describe(images)
     if isinstance(images, np.ndarray):
         if images.size == 0:
-            raise ValueError(f"{name}: got an empty {_describe(images)}.")
-        t, needs_range_check = _numpy_to_torch(images, name)
-        original = _describe(images)
-    else:
-        t = images
-        original = _describe(t)
-        if t.numel() == 0:
             raise ValueError(f"{name}: got an empty {original}.")
-        if t.dtype == torch.bool:
-            raise TypeError(f"{name}: boolean images are not accepted ({original}); "
-                            "pass uint8, uint16 or float in [0, 1].")
-        if t.is_complex():
-            raise TypeError(f"{name}: complex images are not accepted ({original}).")
-        t = _torch_to_bchw(t, name)
-        if t.dtype == torch.uint8:
-            t = t.to(torch.float32) / 255.0
-            needs_range_check = False
-        elif t.dtype == getattr(torch, "uint16", None):
-            t = t.to(torch.int32).to(torch.float32) / 65535.0
-            needs_range_check = False
-        elif t.is_floating_point():
-            t = t.to(torch.float32)
-            needs_range_check = True
-        else:
-            raise TypeError(
-                f"{name}: unsupported dtype in {original}; pass uint8, uint16 or float in [0, 1]."
-            )
-
+        t, needs_range_check = _numpy_to_torch(images, name)
+    else:
+        t, needs_range_check = _tensor_to_float(images, name, original)
     if device is not None:
         t = t.to(device)
-
     if needs_range_check:
-        with torch.no_grad():
-            # One pass: min and max propagate NaN, and an infinity is an extremum.
-            lo_t, hi_t = torch.aminmax(t)
-            lo, hi = float(lo_t), float(hi_t)
-            if not (math.isfinite(lo) and math.isfinite(hi)):
-                n_bad = int((~torch.isfinite(t)).sum())
-                raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
-        if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
-            raise ValueError(
-                f"{name}: floating point images must lie in [0, 1], found values in [{lo:.6g}, {hi:.6g}] "
-                f"in {original}. Scale them to [0, 1] (e.g. (x + 1) / 2 for [-1, 1], x / 255 for "
-                "0..255), or pass uint8 images, which are divided by 255."
-            )
-        if lo < 0.0 or hi > 1.0:
-            t = t.clamp(0.0, 1.0)
-
+        t = _checked_range(t, name, original)
     if t.shape[-1] == 0 or t.shape[-2] == 0 or t.shape[0] == 0:
         raise ValueError(f"{name}: got a zero-size image in {original}.")
     if t.shape[1] == 1:
         t = t.expand(-1, 3, -1, -1)
     return t.contiguous()
+
+
+def _stack_list(images, device, name: str) -> torch.Tensor:
+    """A list or tuple of single images of one size -> one batch."""
+    if len(images) == 0:
+        raise ValueError(f"{name}: got an empty {type(images).__name__}; expected images.")
+    parts = [as_image_batch(im, device=device, name=f"{name}[{i}]") for i, im in enumerate(images)]
+    shapes = {tuple(p.shape[-2:]) for p in parts}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"{name}: the images of a list must share one size, got sizes (H, W) {sorted(shapes)}; "
+            "resize them first."
+        )
+    devices = {p.device for p in parts}
+    if len(devices) > 1:
+        raise ValueError(f"{name}: the images of a list lie on different devices {devices}.")
+    return torch.cat(parts, 0)
+
+
+def _tensor_to_float(t: torch.Tensor, name: str, original: str) -> tuple[torch.Tensor, bool]:
+    """A torch image -> (channels-first float32 batch, whether the range must be checked)."""
+    if t.numel() == 0:
+        raise ValueError(f"{name}: got an empty {original}.")
+    if t.dtype == torch.bool:
+        raise TypeError(f"{name}: boolean images are not accepted ({original}); "
+                        "pass uint8, uint16 or float in [0, 1].")
+    if t.is_complex():
+        raise TypeError(f"{name}: complex images are not accepted ({original}).")
+    t = _torch_to_bchw(t, name)
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32) / 255.0, False
+    if t.dtype == getattr(torch, "uint16", None):
+        return t.to(torch.int32).to(torch.float32) / 65535.0, False
+    if t.is_floating_point():
+        return t.to(torch.float32), True
+    raise TypeError(f"{name}: unsupported dtype in {original}; pass uint8, uint16 or float in [0, 1].")
+
+
+def _checked_range(t: torch.Tensor, name: str, original: str) -> torch.Tensor:
+    """Refuse NaN, infinity and values outside ``[0, 1]`` (beyond the tolerance); clamp the rest."""
+    with torch.no_grad():
+        # One pass: min and max propagate NaN, and an infinity is an extremum.
+        lo_t, hi_t = torch.aminmax(t)
+        lo, hi = float(lo_t), float(hi_t)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
+    if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
+        raise ValueError(
+            f"{name}: floating point images must lie in [0, 1], found values in [{lo:.6g}, {hi:.6g}] "
+            f"in {original}. Scale them to [0, 1] (e.g. (x + 1) / 2 for [-1, 1], x / 255 for "
+            "0..255), or pass uint8 images, which are divided by 255."
+        )
+    if lo < 0.0 or hi > 1.0:
+        t = t.clamp(0.0, 1.0)
+    return t
 
 
 def to_gray(batch: torch.Tensor) -> torch.Tensor:

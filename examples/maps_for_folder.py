@@ -2,8 +2,8 @@
 
 Examples
 --------
-Maps of your images (``photos/a.jpg`` -> ``maps/a_sigma.{png,npy,json}``, ``photos/x/b.png`` ->
-``maps/x/b_sigma.*``), plus a triptych (image, sparse map, dense map) of the first 4::
+Maps of your images (``photos/a.jpg`` -> ``maps/a_sigma.{png,npy,json}`` and ``maps/a_preview.png``,
+``photos/x/b.png`` -> ``maps/x/b_*``), plus a triptych (image, sparse map, dense map) of the first 4::
 
     python examples/maps_for_folder.py photos/ --out maps/ --preview 4
 
@@ -11,9 +11,10 @@ On built-in data (8 DefocusSynth images rendered into ``maps/synth_images`` firs
 
     python examples/maps_for_folder.py --synth 8 --out maps/
 
-Each sub-folder is one call of ``defocus-xai maps`` (see ``docs/cli.md`` for the file format: a
-16-bit PNG of ``sigma * 1000``, the float32 ``.npy`` in pixels and a ``.json`` with the estimator's
-configuration); the previews use ``dx.estimate_defocus`` and ``dx.plot.defocus_triptych``.
+The maps come from one call of ``defocus-xai maps`` on the folder (see ``docs/estimator.md`` for the
+file format: a 16-bit PNG of ``sigma * 1000``, the float32 ``.npy`` in pixels, a ``.json`` with the
+original size, the scale per axis and the estimator's configuration, and a colour preview); the
+triptychs use ``dx.estimate_defocus`` and ``dx.plot.defocus_triptych``.
 """
 
 import argparse
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import defocus_xai as dx
 from defocus_xai.cli import main as cli
+from defocus_xai.cli.maps import find_images
 
 
 def parse_args(argv=None):
@@ -44,17 +46,6 @@ def parse_args(argv=None):
     return args
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` in sorted order, hidden files and folders left out."""
-    files = []
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if path.is_file() and path.suffix.lower() in dx.IMAGE_EXTENSIONS and \
-                not any(part.startswith(".") for part in rel.parts):
-            files.append(path)
-    return files
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
@@ -70,21 +61,12 @@ def main(argv=None) -> int:
         if not folder.is_dir():
             print(f"maps_for_folder: not a folder: {folder}", file=sys.stderr)
             return 2
-    files = image_files(folder)
-    if not files:
-        print(f"maps_for_folder: no image ({', '.join(dx.IMAGE_EXTENSIONS)}) under {folder}", file=sys.stderr)
-        return 2
-
-    by_dir: dict[Path, list[Path]] = {}
-    for f in files:
-        by_dir.setdefault(f.parent.relative_to(folder), []).append(f)
     options = ["--size", str(args.size), "--recipe", args.recipe, "--batch-size", str(args.batch_size)]
     if args.device:
         options += ["--device", args.device]
-    for rel, group in by_dir.items():
-        code = cli(["maps", *map(str, group), "--out", str(out / rel), *options])
-        if code:
-            return code
+    code = cli(["maps", str(folder), "--out", str(out), *options])
+    if code:
+        return code
 
     if args.preview:
         import matplotlib
@@ -93,13 +75,12 @@ def main(argv=None) -> int:
         import matplotlib.pyplot as plt
 
         (out / "preview").mkdir(parents=True, exist_ok=True)
-        for f in files[:args.preview]:
+        for f, _ in find_images([folder])[:args.preview]:
             image = dx.load_image(f)
             result = dx.estimate_defocus(image, size=args.size, recipe=args.recipe, device=args.device)
             fig = dx.plot.defocus_triptych(image, result=result, title=f.name)
             fig.savefig(out / "preview" / f"{f.stem}_triptych.png", dpi=120)
             plt.close(fig)
-    print(f"{len(files)} maps written under {out}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The defocus-map estimator (recipe "ours"): closed-form accuracy, scenes, invariances, API."""
+"""The defocus-map estimator (recipe "ours"): closed-form accuracy, scenes, invariances, config, API."""
 
+import dataclasses
 import json
 import warnings
 
@@ -12,7 +13,7 @@ from scipy.stats import ncx2
 
 import defocus_xai as dx
 from defocus_xai.defocus.edges import canny, hysteresis, non_maximum_suppression
-from defocus_xai.defocus.estimator import sigma_from_ratio
+from defocus_xai.defocus import EstimatorConfig, sigma_from_ratio
 from defocus_xai.defocus.filters import box_filter, gaussian_derivatives, guided_filter
 from defocus_xai.defocus.matting import matting_laplacian
 
@@ -234,6 +235,54 @@ def test_config_is_json_and_rebuilds_the_estimator():
     assert list(est.parameters()) == []
 
 
+def test_estimator_config_is_the_single_frozen_source():
+    cfg = EstimatorConfig(size=(48, 64), std1=1.2, guided_radius=3.0, recipe="ours")
+    assert cfg.std2 == 2.0 and cfg.size == (48, 64) and cfg.grid == (48, 64)
+    assert isinstance(cfg.guided_radius, int) and isinstance(cfg.sigma_max, float)
+    d = cfg.to_dict()
+    assert d["size"] == [48, 64] and EstimatorConfig(**d) == cfg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.std1 = 1.0
+    with pytest.raises(TypeError, match="positional"):      # keyword-only: no silent mix-up
+        EstimatorConfig("ours")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        EstimatorConfig(stdd1=1.0)
+    est = dx.DefocusEstimator(cfg)
+    assert est.settings is cfg and est.config() == d
+    x = torch.rand(1, 3, 48, 64)
+    assert torch.equal(est(x).dense, dx.estimate_defocus(x, cfg).dense)
+    assert torch.equal(est(x).dense, dx.estimate_defocus(x, **d).dense)
+    with pytest.raises(TypeError, match="either config or settings"):
+        dx.estimate_defocus(x, cfg, size=32)
+    with pytest.raises(TypeError, match="EstimatorConfig"):
+        dx.DefocusEstimator(d)
+
+
+def test_reference_recipe_defaults_follow_the_recipe():
+    assert (EstimatorConfig(recipe="reference").std1, EstimatorConfig(recipe="reference").std2) == (2.0, 2.5)
+    assert EstimatorConfig(recipe="reference", std1=1.5, std2=2.0).std1 == 1.5
+    with pytest.raises(ValueError, match="reference_input_range"):
+        EstimatorConfig(recipe="reference", reference_input_range="[0,255]")
+    with pytest.raises(ValueError, match="subsample"):
+        EstimatorConfig(subsample=0)
+
+
+def test_heavy_upscaling_warns_once_naming_the_input_size():
+    with pytest.warns(UserWarning, match="upscaled") as record:
+        dx.estimate_defocus(torch.rand(3, 3, 12, 40), size=64)
+    notes = [w for w in record if "upscaled" in str(w.message)]
+    assert len(notes) == 1 and "12 x 40 px" in str(notes[0].message)
+    assert notes[0].filename == __file__
+    with pytest.warns(UserWarning, match="upscaled"):         # one axis is enough
+        dx.estimate_defocus(torch.rand(1, 3, 64, 15), size=64)
+    with pytest.warns(UserWarning, match="2 x 2 px"):
+        dx.estimate_defocus(torch.rand(1, 3, 2, 2), size=(64, 32), recipe="ours")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        dx.estimate_defocus(torch.rand(1, 3, 16, 16), size=64)          # exactly a quarter: fine
+        dx.estimate_defocus(torch.rand(1, 3, 12, 12), size=None)        # no grid, no upscale
+
+
 def test_gradient_flows_from_dense_to_input():
     img = torch.from_numpy(layered_scene(48, seed=3)[0]).expand(1, 3, 48, 48).clone()
     img.requires_grad_(True)
@@ -269,7 +318,6 @@ def test_cuda_matches_cpu():
 
 
 def test_reference_recipe_is_wired():
-    pytest.importorskip("defocus_xai.defocus.reference")
     r = dx.estimate_defocus(torch.rand(1, 3, 40, 40), size=32, recipe="reference")
     assert r.dense.shape == (1, 1, 32, 32) and r.dense.dtype == torch.float32
     assert (r.config["std1"], r.config["std2"]) == (2.0, 2.5)

@@ -1,25 +1,17 @@
-"""Defocus-blur estimation: images -> sigma maps in pixels.
+"""Defocus-blur estimation: images -> sigma maps in pixels (``estimate_defocus``, ``DefocusEstimator``).
 
-Public API (re-exported as ``defocus_xai.*``):
-
-* :func:`estimate_defocus` -- functional form, returns a :class:`DefocusResult`;
-* :class:`DefocusEstimator` -- the same as an ``nn.Module`` whose :meth:`~DefocusEstimator.config`
-  records the recipe of its maps;
-* :func:`as_image_batch`, :func:`to_gray` -- the library's image input convention.
-
-Building blocks live in :mod:`.filters` (Gaussian derivatives, box and guided filters),
-:mod:`.edges` (batched Canny), :mod:`.propagation` (normalized fill + guided filter) and
-:mod:`.matting` (closed-form matting Laplacian).
+The method, its parameters and the reference recipe: ``docs/estimator.md`` and ``docs/reference_recipe.md``.
 """
 
-from .._images import as_image_batch, to_gray
-from .estimator import DefocusEstimator, DefocusResult, estimate_defocus, sigma_from_ratio
+from .config import EstimatorConfig
+from .estimator import DefocusEstimator, estimate_defocus
+from .ratio import sigma_from_ratio
+from .result import DefocusResult
 
 __all__ = [
     "estimate_defocus",
     "DefocusEstimator",
     "DefocusResult",
+    "EstimatorConfig",
     "sigma_from_ratio",
-    "as_image_batch",
-    "to_gray",
 ]

@@ -1,20 +1,8 @@
-"""A batched Canny-style edge detector in torch (no per-sample loop, any device).
+"""A batched Canny-style edge detector in torch (no per-sample loop, any device; no gradient).
 
-Steps: Gaussian-derivative gradients at ``edge_sigma`` (smoothing and differentiation in one
-separable filter), non-maximum suppression along the gradient direction (linear interpolation
-between the two pixels that straddle the direction, as in Canny's original formulation), a double
-threshold relative to each image's own gradient distribution, and hysteresis computed exactly as
-connected components of the weak-edge mask (8-connectivity): a weak pixel is kept when its
-component holds a strong pixel.
-
-Thresholds
-    ``ref`` is the 99th percentile of the gradient magnitude of each image (a robust maximum that
-    one specular highlight cannot dominate). Strong edges have magnitude ``>= high * ref``, weak
-    ones ``>= low * ref``. Both thresholds are floored at the peak gradient of an ideal sharp step
-    of contrast ``min_contrast`` (``min_contrast / (sqrt(2 pi) edge_sigma)``), so that a flat image,
-    or a flat one with quantization noise, has no edges instead of amplified noise.
-
-The output is a hard mask and carries no gradient.
+Gaussian-derivative gradients, non-maximum suppression, a double threshold relative to each image's
+99th percentile of gradient magnitude, and hysteresis as exact 8-connected components. Details:
+``docs/estimator.md`` ("The recipe", step 2).
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """Exact closed-form matting propagation (``propagation="matting"``), after Levin et al. 2008.
 
-Zhuo & Sim (2011) propagate the sparse edge blur with the matting Laplacian ``L`` of Levin, Lischinski
-and Weiss ("A closed-form solution to natural image matting", TPAMI 30(2), 2008). For every 3x3
-window ``w_k`` with colour mean ``mu_k`` and covariance ``Sigma_k`` (RGB, population covariance):
-
-    L_ij = sum_{k : i, j in w_k} ( delta_ij - (1 + (I_i - mu_k)^T (Sigma_k + eps/9 Id)^-1 (I_j - mu_k)) / 9 )
-
-The dense map ``x`` minimizes ``x^T L x + lam (x - s)^T D (x - s)``, with ``D`` the diagonal edge
-mask and ``s`` the sparse sigma, i.e. solves the sparse linear system
-
-    (L + lam D) x = lam D s.
-
-This runs on the CPU with ``scipy.sparse`` (a direct sparse LU factorization per sample): exact, but
-much slower than ``"guided"`` (about a second per 128x128 image, tens of seconds at 299x299) and
-memory hungry for large images. Gradients flow from ``x`` back to the sparse values ``s`` (the
-adjoint system, reusing the factorization); the dependence of ``L`` on the image is treated as
-constant (no gradient through the Laplacian's colours).
+Solves ``(L + lam D) x = lam D s`` with the matting Laplacian ``L`` per sample on the CPU (scipy sparse
+LU); gradients reach the sparse values ``s`` through the adjoint solve. The formulas and costs:
+``docs/estimator.md`` ("Propagation modes").
 """
 
 from __future__ import annotations

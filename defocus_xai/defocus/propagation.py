@@ -1,18 +1,7 @@
-"""Fast propagation of sparse edge sigma to a dense map (``propagation="guided"``).
+"""Propagation of sparse edge sigma to a dense map (``propagation="guided"``): fast, batched, differentiable.
 
-Two steps, both batched torch and differentiable:
-
-1. **Normalized convolution with push-pull filling.** The sparse values ``s`` (zero off edges) and
-   their confidence ``c`` (1 at edge pixels) are blurred by a small Gaussian; ``G*(s c) / G*c`` is
-   a weighted mean of *edge values only*, so the zeros between edges never dilute sigma (a guided
-   filter applied directly to the zero-filled sparse map does that: it averages sigma with zeros and
-   collapses its scale). Where ``G*c`` is too small (far from any edge), the value comes from an
-   image pyramid of the same two sums (sum pooling by 2, "pull"), interpolated back up and blended
-   with weight ``min(1, support)`` ("push", after Gortler et al. 1996). The coarsest level is the
-   per-image confidence-weighted mean of the edge values, so every pixel gets a value whenever the
-   image has at least one edge pixel, and zero otherwise.
-2. **Guided filter** (He et al. 2013) with the gray image as guide, for edge-aware smoothing: the
-   filled map follows image structure instead of the blocky pyramid.
+Normalized convolution with push-pull filling (the zeros between edges never dilute sigma), then a
+guided filter with the gray image as guide. Details: ``docs/estimator.md`` ("Propagation modes").
 """
 
 from __future__ import annotations

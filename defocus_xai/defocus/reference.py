@@ -1,34 +1,8 @@
 """The reference recipe: the defocus maps the published research checkpoints were trained on.
 
-This module reimplements, from the formulas in ``UPSTREAM.md`` (section 1) and by experiment against
-maps that the released training run saved, what the research code of Jeon & Woo (CIKM 2025)
-computes. It is *faithful*, not *correct*: it keeps the reference's flaws on purpose (see
-``docs/reference_recipe.md``), because a detector loaded from a published checkpoint expects exactly
-these maps. For physically meaningful sigma maps use ``estimate_defocus(..., recipe="ours")``.
-
-The recipe, for a batch of RGB images in ``[0, 1]``:
-
-1. bilinear resize to ``size x size`` (antialiased when shrinking, as the training transform did);
-2. map to ``[-1, 1]`` (``input_range="[-1,1]"``, the training convention) or keep ``[0, 1]``
-   (``input_range="[0,1]"``, the analysis notebooks' convention); ``gray`` = mean of R, G, B;
-3. edges: scikit-image Canny (``sigma=edge_sigma``, default thresholds) per sample on
-   ``clip(gray, 0, 1)`` -- so on ``[-1, 1]`` inputs the darker half of the gray range has no edges;
-4. gradient magnitudes ``|g1|``, ``|g2|`` of ``gray`` with 11 x 11 derivative-of-Gaussian kernels at
-   ``std1`` and ``std2``; kernels sampled from the continuous derivative
-   ``-x / (2 pi std^4) exp(-(x^2 + y^2) / (2 std^2))`` (no renormalization after truncation),
-   correlation with zero padding;
-5. ``R = |g1| / (|g2| + 1e-8)``, multiplied by the edge map bilinearly resized to the gradient grid
-   and divided by its maximum (the reference's edge weighting; binary when Canny runs on
-   the same grid, as in training);
-6. ``sigma = sqrt(clamp((R^2 std1^2 - std2^2) / (1 - R^2 + 1e-8), min=0))``, clamped to ``[0, 5]``:
-   the sparse map (zero off edges);
-7. dense map: guided filter (He et al.; radius 7, eps 1e-2, guide = ``gray``, box means normalized
-   by the number of pixels inside the image) applied to the zero-filled sparse map, then a bilinear
-   resize to ``size`` (an identity here). The result is not clamped and can be slightly negative.
-
-Measured fidelity: on the 60 frames of ``shared/reference_maps`` the dense map after per-sample
-min-max normalization has Pearson r 0.99996 (median; min 0.99988) with the saved maps, and agrees
-with them to one 8-bit level everywhere.
+Faithful, not correct: it keeps the reference code's flaws on purpose, because a detector loaded from a
+published checkpoint expects exactly these maps. The recipe, its fidelity and its flaws:
+``docs/reference_recipe.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .._images import as_image_batch
+from .resize import resize_batch
 
 __all__ = [
     "reference_defocus",
@@ -203,18 +180,6 @@ def reference_sparse_sigma(gray: torch.Tensor, edge_map: torch.Tensor, *, std1: 
     return torch.sqrt(torch.clamp(s2, min=0.0)).clamp(0.0, REFERENCE_SIGMA_MAX)
 
 
-def _as_batch(images: Any, device: Any) -> torch.Tensor:
-    try:
-        from .._images import as_image_batch
-    except ImportError:  # pragma: no cover - the package always ships it
-        as_image_batch = None
-    if as_image_batch is not None:
-        return as_image_batch(images, device=device)
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError("images must be a (B, 3, H, W) float tensor in [0, 1]")
-    return images.float() if device is None else images.float().to(device)
-
-
 def reference_defocus(images: Any, *, size: int = 299, std1: float = 2.0, std2: float = 2.5,
                       edge_sigma: float = 1.5, input_range: str = "[-1,1]",
                       device: str | torch.device | None = None,
@@ -286,11 +251,7 @@ def reference_defocus(images: Any, *, size: int = 299, std1: float = 2.0, std2: 
         raise ValueError(f"edge_sigma must be positive and finite, got {edge_sigma}")
 
     with torch.no_grad():
-        x = _as_batch(images, device).detach().to(torch.float32)
-        if x.shape[-2:] != (size, size):
-            antialias = x.shape[-2] > size or x.shape[-1] > size
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                              antialias=antialias)
+        x = resize_batch(as_image_batch(images, device=device).detach().to(torch.float32), size)
         if input_range == "[-1,1]":
             x = x * 2.0 - 1.0
         gray = x.mean(dim=1, keepdim=True)
@@ -310,6 +271,4 @@ def reference_defocus(images: Any, *, size: int = 299, std1: float = 2.0, std2: 
         sparse = reference_sparse_sigma(gray, edges, std1=std1, std2=std2)
         edges_w = edges
         dense = reference_guided_filter(gray, sparse)
-        if dense.shape[-2:] != (size, size):  # pragma: no cover - the grid is already size x size
-            dense = F.interpolate(dense, size=(size, size), mode="bilinear", align_corners=False)
     return dense.float(), sparse.float(), edges_w.float()

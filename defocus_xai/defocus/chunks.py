@@ -1,0 +1,72 @@
+"""Running the estimator on the CPU: a batch in small chunks, spread over the torch threads.
+
+Why and how it is bitwise neutral: ``docs/estimator.md`` ("Batches, devices, determinism").
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import torch
+
+__all__ = ["run_in_cpu_chunks"]
+
+CPU_CHUNK = 8
+_CPU_LOCK = threading.Lock()
+
+
+def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor):
+    """``fn`` over chunks of at most ``CPU_CHUNK`` samples, concatenated back.
+
+    Each chunk runs single-threaded torch ops, the chunks concurrently in ``torch.get_num_threads()``
+    worker threads (a batch smaller than ``CPU_CHUNK`` times the thread count is cut so that every
+    worker gets a chunk). The torch thread count is set to 1 for the duration of the call and
+    restored afterwards; calls are serialized by a lock so that they cannot interleave.
+
+    Parameters
+    ----------
+    fn : callable
+        ``(B, ...) tensor -> tuple of (B, ...) tensors``, independent per sample.
+    batch : torch.Tensor
+        The input batch.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``fn(batch)``, computed chunk by chunk.
+
+    Examples
+    --------
+    >>> import torch
+    >>> out = run_in_cpu_chunks(lambda x: (x * 2, x + 1), torch.arange(20.0))
+    >>> out[0].shape, bool(out[1][19] == 20)
+    (torch.Size([20]), True)
+    """
+    n = batch.shape[0]
+    with _CPU_LOCK:
+        n_threads = torch.get_num_threads()
+        size = max(1, min(CPU_CHUNK, -(-n // n_threads)))     # every worker gets a chunk
+        chunks = [batch[i:i + size] for i in range(0, n, size)]
+        workers = min(n_threads, len(chunks))
+        grad = torch.is_grad_enabled()
+
+        def run(chunk):
+            with torch.set_grad_enabled(grad):
+                return fn(chunk)
+
+        if n_threads > 1:
+            torch.set_num_threads(1)
+        try:
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    parts = list(pool.map(run, chunks))
+            else:
+                parts = [fn(c) for c in chunks]
+        finally:
+            if n_threads > 1:
+                torch.set_num_threads(n_threads)
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(t) for t in zip(*parts))
