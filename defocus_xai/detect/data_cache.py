@@ -21,12 +21,10 @@ __all__ = ["prepare_inputs", "PreparedData", "MemoryDataset", "materialize"]
 
 
 def progress_bar(iterable, *, enabled: bool, **kwargs):
-    """``iterable`` wrapped in a tqdm bar when ``enabled``."""
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+    """``iterable`` wrapped in a progress bar when ``enabled`` and someone can see it (``_progress``)."""
+    from .._progress import progress
 
-    return tqdm(iterable, **kwargs)
+    return progress(iterable, enabled=enabled, **kwargs)
 
 
 def _as_item(s, k: int) -> dict:

@@ -333,10 +333,10 @@ def extract_features(detector: nn.Module, data: Any, *, space: str | None = None
         raise ValueError(f"space must be one of {FEATURE_SPACES} or None, got {space!r}")
     batches, total = _iter_batches(data, int(batch_size))
     out = _Collected()
-    from tqdm.auto import tqdm
+    from .._progress import progress as progress_bar
 
     with borrowed(detector, device) as det, torch.no_grad(), \
-            tqdm(total=total, desc="features", unit="img", disable=not progress) as bar:
+            progress_bar(total=total, desc="features", unit="img", enabled=progress) as bar:
         dev = module_device(det)
         for k, b in enumerate(batches):
             x = b["image"].to(dev)

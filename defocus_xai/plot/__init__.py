@@ -22,6 +22,7 @@ from .embedding import embedding_scatter
 from .localization import localization_curves
 from .maps import defocus_triptych, mask_triptych
 from .randomization import randomization_plot
+from .region import region_contrast_plot
 from .variance import variance_distributions, variance_pair
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "localization_curves",
     "deletion_curves",
     "randomization_plot",
+    "region_contrast_plot",
 ]

@@ -1,7 +1,10 @@
-"""Layout helpers shared by the plot functions (private): axes creation, panel sizes, labels."""
+"""Layout helpers shared by the plot functions (private): axes, panel sizes, labels, sample names, captions."""
 
 from __future__ import annotations
 
+import textwrap
+
+import numpy as np
 import pandas as pd
 
 from . import style as S
@@ -47,3 +50,50 @@ def units_label(units: str) -> str:
     if units == "normalized":
         return S.LABEL_NORMALIZED
     return units
+
+
+def sample_label(*, sample_id=None, family=None, source_id=None, score=None) -> str:
+    """How an example figure names its sample: ``"#12, splice, source s0003, score 0.93"`` (known parts only)."""
+    parts = []
+    if sample_id is not None:
+        parts.append(f"#{sample_id}" if isinstance(sample_id, (int, np.integer)) else str(sample_id))
+    if family is not None:
+        parts.append(str(family))
+    if source_id is not None:
+        parts.append(f"source {source_id}")
+    if score is not None:
+        parts.append(f"score {float(score):.2f}")
+    return ", ".join(parts)
+
+
+def join_title(title: str | None, *lines: str | None, fig=None) -> str:
+    """``title`` and the non-empty extra lines, one per line (each wrapped to ``fig``'s width when given)."""
+    chars = None if fig is None else max(30, int(0.9 * fig.get_figwidth() * 72 / (0.58 * 8)))
+    out = [t if chars is None else textwrap.fill(t, chars) for t in (title, *lines) if t]
+    return "\n".join(out)
+
+
+def caption_text(caption: str | None = None, *, n=None, n_label: str = "n", background: str | None = None,
+                 baseline: str | None = None, bands: str | None = None) -> str:
+    """What was computed, in one caption: ``"n = 40 pairs; reference: zeros; bands: 95% CI. <caption>"``."""
+    facts = []
+    if n is not None:
+        facts.append(f"n = {int(n):,}" + (f" {n_label}" if n_label and n_label != "n" else ""))
+    if background is not None:
+        facts.append(f"attribution reference: {background}")
+    if baseline is not None:
+        facts.append(f"deleted pixels replaced by: {baseline}")
+    if bands is not None:
+        facts.append(bands if bands.startswith("band") else f"bands: {bands}")
+    text = "; ".join(facts)
+    return (text + ". " if text else "") + (caption or "")
+
+
+def add_caption(fig, text: str, *, width_in: float | None = None) -> None:
+    """Wrap ``text`` to the figure width and put it under the figure (kept inside by constrained layout)."""
+    text = text.strip()
+    if not text:
+        return
+    width_in = fig.get_figwidth() if width_in is None else width_in
+    chars = max(30, int(0.95 * width_in * 72 / (0.55 * 7)))
+    fig.supxlabel(textwrap.fill(text, chars), fontsize=7, color="0.25", ha="center")

@@ -6,15 +6,20 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
 from . import style as S
 from ._convert import attr
+from ._layout import add_caption, caption_text, join_title, sample_label
 
 __all__ = ["alignment_histogram", "alignment_comparison"]
 
 
 def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edges=None, overlap=None,
-                        kl=None, yscale: str = "linear", title: str | None = None, ax=None):
+                        kl=None, yscale: str = "linear", title: str | None = None, sample_id=None,
+                        family: str | None = None, source_id=None, score: float | None = None,
+                        background: str | None = None, caption: str | None = None, ax=None):
     """Difference-weighted vs attribution-weighted histograms over defocus bins, per sample.
 
     Histogram A (``hist_diff``) weights each pixel's defocus bin by ``|fake - real|``; histogram B
@@ -32,7 +37,15 @@ def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edge
     yscale : {"linear", "log"}
         A log axis shows small bins next to a dominant one (instead of a broken axis).
     title : str, optional
+    sample_id, family, source_id, score : optional
+        The fake shown (index or id, fake family, source id, detector score), named in the title.
+    background : str, optional
+        The attribution reference, stated in the caption.
+    caption : str, optional
+        Text under the figure.
     ax : Axes, optional
+
+    The x axis covers the bins that hold weight in either histogram (empty ranges are trimmed).
 
     Returns
     -------
@@ -65,9 +78,12 @@ def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edge
     w = np.diff(be)
     with S.house_style():
         fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(width="single", aspect=0.65)
-        ax.bar(centers - w / 4, hd, width=w / 2, color=S.OKABE_ITO["bluishgreen"], label="|fake - real| weighted")
-        ax.bar(centers + w / 4, ha, width=w / 2, color=S.OKABE_ITO["reddishpurple"], label="|attribution| weighted")
-        ax.set_xlim(be[0], be[-1])
+        ax.bar(centers - w / 4, hd, width=w / 2, color=S.PALETTE[2], label="|fake - real| weighted")
+        ax.bar(centers + w / 4, ha, width=w / 2, color=S.PALETTE[4], label="|attribution| weighted")
+        used = np.flatnonzero((hd > 1e-4) | (ha > 1e-4))
+        lo, hi = (be[used[0]], be[used[-1] + 1]) if used.size else (be[0], be[-1])
+        pad = 0.5 * float(np.median(w))
+        ax.set_xlim(max(be[0], lo - pad), min(be[-1], hi + pad))
         ax.set_xlabel("fake defocus value (normalized bin)")
         ax.set_ylabel("share of weight")
         if yscale == "log":
@@ -79,8 +95,9 @@ def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edge
             parts.append(f"overlap {float(ov):.3f}")
         if kl is not None:
             parts.append(f"KL {float(kl):.3f}")
-        t = ", ".join(parts)
-        ax.set_title(f"{title}\n{t}" if title and t else (title or t))
+        who = sample_label(sample_id=sample_id, family=family, source_id=source_id, score=score)
+        ax.set_title(join_title(title, f"fake {who}" if who else None, ", ".join(parts)))
+        add_caption(fig, caption_text(caption, background=background))
     return fig
 
 
@@ -119,17 +136,21 @@ def _baseline(s, metric: str):
     return None if b is None else float(b)
 
 
-def _draw_strip(ax, names, vals, stats, baselines, rng) -> None:
+def _draw_strip(ax, names, vals, stats, baselines, seed) -> None:
+    long = pd.DataFrame({"model": np.repeat(names, [vals[n].size for n in names]),
+                         "value": np.concatenate([vals[n] for n in names])})
+    state = np.random.get_state()  # seaborn jitters with numpy's global RNG: seed it here, give it back after
+    np.random.seed(seed)
+    try:
+        sns.stripplot(data=long, x="model", y="value", hue="model", palette=S.PALETTE[: len(names)], order=names,
+                      size=2.8, alpha=0.5, jitter=0.18, linewidth=0, legend=False, ax=ax)
+    finally:
+        np.random.set_state(state)
     for i, n in enumerate(names):
-        c = S.PALETTE[i % len(S.PALETTE)]
-        v = vals[n]
-        ax.scatter(i + rng.uniform(-0.18, 0.18, v.size), v, s=8, color=c, alpha=0.5, lw=0)
         m, lo, hi, _, _ = stats[n]
         ax.errorbar([i + 0.32], [m], yerr=[[m - lo], [hi - m]], fmt="D", color="0.1", ms=3.5, capsize=2.5, lw=1)
         if baselines.get(n) is not None:
-            ax.hlines(baselines[n], i - 0.25, i + 0.25, color="0.3", ls=(0, (1, 1)), lw=1.0)
-            ax.annotate("chance", (i - 0.25, baselines[n]), xytext=(-2, 0), textcoords="offset points",
-                        ha="right", va="center", fontsize=6, color="0.3")
+            ax.hlines(baselines[n], i - 0.3, i + 0.42, color="0.3", ls=(0, (1, 1)), lw=1.0)
     ax.set_xticks(range(len(names)), [f"{n}\n{stats[n][0]:.3f} [{stats[n][1]:.3f}, {stats[n][2]:.3f}]\n"
                                       f"(n={stats[n][3]})" for n in names])
     ax.set_xlim(-0.6, len(names) - 0.3)
@@ -156,6 +177,8 @@ def alignment_comparison(
     kind: str = "strip",
     seed: int = 0,
     title: str | None = None,
+    background: str | None = None,
+    caption: str | None = None,
     ax=None,
 ):
     """Per-sample alignment of several models' attributions (e.g. defocus vs RGB), mean +- CI.
@@ -166,8 +189,9 @@ def alignment_comparison(
         Output of :func:`defocus_xai.analysis.alignment_scores` per model; its ``per_sample``
         DataFrame gives the points, ``mean_overlap`` / ``ci_low`` / ``ci_high`` (or
         ``mean_kl`` / ``kl_ci_low`` / ``kl_ci_high``) the mean and its bootstrap CI, and
-        ``baseline_mean_overlap`` (when computed) a dotted "chance" line (strip plot). For plain arrays or
-        DataFrames a normal-approximation 95% CI of the mean is drawn and the title says so.
+        ``baseline_mean_overlap`` (when computed) a dotted "permutation baseline" line (strip plot; the
+        caption says when a CI lies entirely below or above it). For plain arrays or DataFrames a
+        normal-approximation 95% CI of the mean is drawn and the title says so.
     metric : str
         Per-sample column (``overlap`` or ``kl``).
     kind : {"strip", "bars"}
@@ -176,6 +200,10 @@ def alignment_comparison(
     seed : int
         Seed of the jitter.
     title : str, optional
+    background : str, optional
+        The attribution reference, stated in the caption.
+    caption : str, optional
+        Text under the figure, after the computed facts.
     ax : Axes, optional
 
     Returns
@@ -203,15 +231,35 @@ def alignment_comparison(
         fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(
             width="single", aspect=0.7 if kind == "strip" else 0.95)
         if kind == "strip":
-            _draw_strip(ax, names, vals, stats, baselines, np.random.default_rng(seed))
+            _draw_strip(ax, names, vals, stats, baselines, seed)
         else:
             _draw_bars(ax, names, vals, stats, created)
         ax.set_ylabel(metric)
+        ax.set_xlabel("")
         if metric == "overlap":
             ax.set_ylim(-0.02, 1.02)
         ax.grid(True, axis="y", lw=0.3, alpha=0.5)
         any_normal = any(not s[4] for s in stats.values())
-        ci_note = "mean with 95% CI" + (" (normal approx.)" if any_normal else "")
-        base = f"{metric} per sample\n{ci_note}"
-        ax.set_title(f"{title}\n{base}" if title else base)
+        ci_note = "mean, " + ("95% CI (normal approx.)" if any_normal else "bootstrap 95% CI")
+        ax.set_title(join_title(title, f"{metric} per sample, {ci_note}"))
+        if kind == "strip":
+            handles = [Line2D([], [], marker="D", color="0.1", ls="", ms=3.5, label=ci_note)]
+            if any(b is not None for b in baselines.values()):
+                handles.append(Line2D([], [], color="0.3", ls=(0, (1, 1)), label="permutation baseline"))
+            S._legend(ax, created=created, handles=handles)
+        add_caption(fig, caption_text(_reading(names, stats, baselines, caption), background=background))
     return fig
+
+
+def _reading(names, stats, baselines, caption) -> str:
+    """Where each model's CI lies relative to its permutation baseline, then the caller's caption."""
+    notes = []
+    for n in names:
+        b = baselines.get(n)
+        if b is None:
+            continue
+        _, lo, hi, _, _ = stats[n]
+        where = "entirely below" if hi < b else "entirely above" if lo > b else "overlapping"
+        notes.append(f"{n}: CI {where} the permutation baseline ({b:.3f})")
+    text = "; ".join(notes) + ("." if notes else "")
+    return f"{text} {caption}".strip() if caption else text

@@ -8,7 +8,7 @@ from matplotlib.cm import ScalarMappable
 
 from . import style as S
 from ._convert import as_image, as_map, gray, to_grid
-from ._layout import panel_height
+from ._layout import add_caption, caption_text, join_title, panel_height, sample_label
 
 __all__ = ["attribution_overlay"]
 
@@ -32,15 +32,21 @@ def _panels(attribution, channels: str) -> tuple[list, list, bool]:
 
 
 def _backgrounds(image, dmap, shape) -> list:
-    """(name, grey background on the attribution grid or None) per panel column."""
-    bgs = []
+    """(name, grey background on the attribution grid or None): the image when given, else the map."""
     if image is not None:
-        bgs.append(("image", gray(as_image(image))))
+        return [("image", to_grid(gray(as_image(image)), shape))]
     if dmap is not None:
-        bgs.append(("defocus map", as_map(dmap, name="dmap")))
-    if not bgs:
-        return [("attribution", None)]
-    return [(name, to_grid(bg, shape)) for name, bg in bgs]
+        return [("defocus map", to_grid(as_map(dmap, name="dmap"), shape))]
+    return [("attribution", None)]
+
+
+def _draw_mask(ax, mask, shape) -> None:
+    """Outline of a ground-truth / manipulation mask, in the one mask colour of every figure."""
+    if mask is None:
+        return
+    m = to_grid(as_map(mask, name="mask").astype(float), shape) > 0.5
+    if m.any() and not m.all():
+        ax.contour(m.astype(float), levels=[0.5], colors=[S.MASK_COLOR], linewidths=0.8)
 
 
 def _draw_panel(ax, m, name, bg, *, cmap, norm, lim, alpha) -> str:
@@ -64,6 +70,15 @@ def attribution_overlay(
     alpha: float = 0.85,
     label: str = "attribution",
     title: str | None = None,
+    limit: float | None = None,
+    colorbar: bool = True,
+    mask=None,
+    sample_id=None,
+    family: str | None = None,
+    source_id=None,
+    score: float | None = None,
+    background: str | None = None,
+    caption: str | None = None,
     axes=None,
     fig=None,
 ):
@@ -75,10 +90,11 @@ def attribution_overlay(
         (H, W) for a defocus-map model, or (3, H, W) for an RGB model.
     image : array-like, optional
         The input image (any layout accepted by :func:`defocus_triptych`); drawn in grey under the
-        attribution, resampled (bilinear) to the attribution's grid when its size differs.
+        attribution, resampled (bilinear) to the attribution's grid when its size differs. When it
+        is given the attribution is drawn over it (and ``dmap`` is not used).
     dmap : array-like, optional
-        The defocus map (H, W); drawn in grey (light = more blur) under the attribution,
-        resampled like ``image``.
+        The defocus map (H, W); drawn in grey (light = more blur) under the attribution when no
+        image is given, resampled like ``image``.
     percentile : float or None
         Colour limits are ``[-L, L]`` with ``L`` the 99th percentile of ``|attribution|`` (the
         default: a few extreme pixels saturate instead of washing out the rest), or
@@ -92,25 +108,41 @@ def attribution_overlay(
     label : str
         Colorbar label (e.g. ``"SHAP value"``).
     title : str, optional
-    axes, fig : sequence of Axes (one per panel: backgrounds x channels), or Figure, optional
+    limit : float, optional
+        Colour limit ``L`` given by the caller: pass the same one to every panel of a figure that
+        compares attributions (e.g. ``symmetric_limit`` of all of them), and ``colorbar=False`` to
+        all but one, so the figure has one scale and one colour bar.
+    colorbar : bool
+        Draw the colour bar.
+    mask : array-like, optional
+        Ground-truth / manipulation mask (H, W), outlined in the one mask colour of all figures.
+    sample_id, family, source_id, score : optional
+        The sample shown (index or id, family, source id, detector score), named in the title.
+    background : str, optional
+        The attribution reference (e.g. ``"10 real training maps"``), stated in the caption.
+    caption : str, optional
+        Text under the figure.
+    axes, fig : sequence of Axes (one per panel: one per channel), or Figure, optional
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per background (image, map; or the bare attribution when neither is given),
-        times one row per channel with ``channels="separate"``, plus one colorbar.
+        One panel (over the image, else over the map, else bare), one per channel with
+        ``channels="separate"``, plus one colorbar unless ``colorbar=False``.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> fig = attribution_overlay(rng.normal(size=(16, 16)), dmap=rng.random((16, 16)))
+    >>> fig = attribution_overlay(rng.normal(size=(16, 16)), dmap=rng.random((16, 16)), sample_id=3, family="splice")
     >>> lo, hi = fig.axes[0].images[-1].get_clim()
     >>> bool(np.isclose(lo, -hi))
     True
     """
     maps, row_names, rgb = _panels(attribution, channels)
-    lim = S.symmetric_limit(np.stack(maps), percentile)
+    lim = S.symmetric_limit(np.stack(maps), percentile) if limit is None else float(limit)
+    if not lim > 0:
+        raise ValueError(f"limit must be positive, got {limit!r}")
     norm = mcolors.Normalize(vmin=-lim, vmax=lim)
     cmap = S.get_cmap(S.CMAP_ATTRIBUTION)
     h, w = maps[0].shape
@@ -128,10 +160,15 @@ def attribution_overlay(
                 if row_names[i]:
                     t = f"{row_names[i]} channel, {t}"
                 ax.set_title(t + (suffix if i == 0 and j == 0 else ""))
+                _draw_mask(ax, mask, (h, w))
                 S._image_off(ax)
-        cb = S.add_colorbar(ScalarMappable(norm=norm, cmap=cmap), axs, label)
-        cb.formatter.set_powerlimits((-3, 4))
-        cb.update_ticks()
-        if title:
-            fig.suptitle(title)
+        if colorbar:
+            cb = S.add_colorbar(ScalarMappable(norm=norm, cmap=cmap), axs, label)
+            cb.formatter.set_powerlimits((-3, 4))
+            cb.update_ticks()
+        who = sample_label(sample_id=sample_id, family=family, source_id=source_id, score=score)
+        if title or who:
+            fig.suptitle(join_title(title, who, fig=fig))
+        add_caption(fig, caption_text(caption, background=background)
+                    + (" Black outline: the mask." if mask is not None else ""))
     return fig

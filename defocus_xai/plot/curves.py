@@ -7,10 +7,11 @@ from typing import Mapping
 import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from . import style as S
 from ._convert import attr
-from ._layout import group_column, single_ax
+from ._layout import add_caption, caption_text, group_column, single_ax
 
 __all__ = ["activation_curve", "deletion_curves"]
 
@@ -55,6 +56,8 @@ def activation_curve(
     group: str | None = None,
     fraction: bool = False,
     title: str | None = None,
+    n: int | None = None,
+    caption: str | None = None,
     ax=None,
 ):
     """Activated pixels versus threshold, on a reversed log x axis, one line per method / group.
@@ -77,6 +80,11 @@ def activation_curve(
     fraction : bool
         Plot ``mean_fraction`` (share of pixels) instead of counts; the band is then omitted.
     title : str, optional
+    n : int, optional
+        Number of fake/real pairs, stated in the caption (per-group counts come from an ``n_pairs``
+        column and go into the legend).
+    caption : str, optional
+        Text under the figure (after the computed facts: n and what the band is).
     ax : Axes, optional
 
     Returns
@@ -101,6 +109,7 @@ def activation_curve(
     band, lo_col, hi_col = _band(df, band, stat, fraction)
     gcol = group_column(df, group)
     groups = [(None, df)] if gcol is None else list(df.groupby(gcol, sort=False))
+    created = ax is None
     with S.house_style():
         fig, ax = single_ax(ax)
         for i, (name, g) in enumerate(groups):
@@ -113,56 +122,62 @@ def activation_curve(
             if lo_col is not None:
                 ax.fill_between(g["threshold"], g[lo_col], g[hi_col], color=c, alpha=0.18, lw=0, zorder=2)
         _activation_axes(ax, df, stat, fraction)
-        if any(n is not None for n, _ in groups):
-            leg_title = None
-            if lo_col is not None:
-                conf = float(df.attrs.get("confidence", 0.95))
-                leg_title = {"ci": f"band: {100 * conf:.0f}% CI of the mean", "minmax": "band: min-max over pairs",
-                             "iqr": "band: IQR over pairs"}[band]
-            ax.legend(title=leg_title, loc="best")
+        leg_title = None
+        if lo_col is not None:
+            conf = float(df.attrs.get("confidence", 0.95))
+            leg_title = {"ci": f"band: bootstrap {100 * conf:.0f}% CI of the mean", "minmax": "band: min-max over pairs",
+                         "iqr": "band: IQR over pairs"}[band]
+        if any(g is not None for g, _ in groups):
+            S._legend(ax, created=created, title=leg_title)
         ax.grid(True, which="major", lw=0.3, alpha=0.5)
         if title:
             ax.set_title(title)
+        legend_drawn = ax.get_legend() is not None or bool(fig.legends)
+        add_caption(fig, caption_text(caption, n=n, n_label="pairs", bands=None if legend_drawn else leg_title))
     return fig
 
 
-def _curves(
-    fractions,
-    scores_by_method: Mapping[str, object],
-    *,
-    auc: Mapping[str, float] | None,
-    xlabel: str,
-    ylabel: str,
-    title: str | None,
-    ax,
-    ylim=None,
-):
+def _long_scores(x: np.ndarray, scores_by_method: Mapping[str, object]) -> tuple[pd.DataFrame, bool]:
+    """Long table (method, sample, x, y) of every curve, and whether any method has per-sample rows."""
+    frames, per_sample = [], False
+    for name, ys in scores_by_method.items():
+        y = np.atleast_2d(np.asarray(S.to_numpy(ys, name=f"scores[{name!r}]")))
+        if y.ndim != 2 or y.shape[-1] != x.size:
+            raise ValueError(f"scores[{name!r}] has shape {y.shape}; expected ({x.size},) or (N, {x.size})")
+        per_sample |= y.shape[0] > 1
+        frames.append(pd.DataFrame({"method": str(name), "sample": np.repeat(np.arange(y.shape[0]), x.size),
+                                    "x": np.tile(x, y.shape[0]), "y": y.ravel()}))
+    return pd.concat(frames, ignore_index=True), per_sample
+
+
+def _curves(fractions, scores_by_method: Mapping[str, object], *, auc: Mapping[str, float] | None, xlabel: str,
+            ylabel: str, title: str | None, ax, ylim=None, seed: int = 0, caption: str = ""):
+    """Curves per method; with per-sample scores the line is the mean and the band its bootstrap 95% CI."""
     x = np.asarray(S.to_numpy(fractions, name="fractions")).ravel()
+    long, per_sample = _long_scores(x, scores_by_method)
+    labels = {}
+    for name in scores_by_method:
+        labels[str(name)] = str(name)
+        if auc is not None and auc.get(name) is not None:
+            labels[str(name)] += f" (AUC {float(auc[name]):.3f})"
+    long["method"] = long["method"].map(labels)
+    created = ax is None
     with S.house_style():
         fig, ax = single_ax(ax)
-        for i, (name, ys) in enumerate(scores_by_method.items()):
-            y = np.asarray(S.to_numpy(ys, name=f"scores[{name!r}]"))
-            c = S.PALETTE[i % len(S.PALETTE)]
-            if y.ndim == 2:  # (n_samples, n_fractions): mean +- standard error
-                n = y.shape[0]
-                mu = np.nanmean(y, axis=0)
-                se = np.nanstd(y, axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(mu)
-                ax.fill_between(x, mu - 1.96 * se, mu + 1.96 * se, color=c, alpha=0.18, lw=0)
-                y = mu
-            if y.shape != x.shape:
-                raise ValueError(f"scores[{name!r}] has {y.shape[-1]} points, fractions has {x.size}")
-            label = str(name)
-            if auc is not None and name in auc and auc[name] is not None:
-                label += f" (AUC {float(auc[name]):.3f})"
-            ax.plot(x, y, "-", color=c, label=label, marker="o" if x.size <= 12 else None)
+        sns.lineplot(data=long, x="x", y="y", hue="method", palette=S.PALETTE[: len(labels)], ax=ax,
+                     errorbar=("ci", 95) if per_sample else None, n_boot=1000, seed=seed,
+                     marker="o" if x.size <= 12 else None, markersize=3.5, markeredgewidth=0, err_kws={"lw": 0})
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if ylim is not None:
             ax.set_ylim(*ylim)
         ax.grid(True, lw=0.3, alpha=0.5)
-        ax.legend(loc="best")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        S._legend(ax, created=created, ncols=1 if len(labels) > 2 else 2)
         if title:
             ax.set_title(title)
+        add_caption(fig, caption)
     return fig
 
 
@@ -188,6 +203,11 @@ def deletion_curves(
     result=None,
     ylabel: str = "detector score (fake probability)",
     title: str | None = None,
+    ylim=None,
+    baseline: str | None = None,
+    n: int | None = None,
+    caption: str | None = None,
+    seed: int = 0,
     ax=None,
 ):
     """Deletion or insertion curves: model score as the most-attributed pixels are removed / added.
@@ -198,7 +218,7 @@ def deletion_curves(
         Fraction of pixels deleted (or inserted) at each step, in [0, 1].
     scores_by_method : dict of str to array-like
         Per method, scores (K,) or per sample (N, K); with (N, K) the line is the mean and the
-        band its 95% confidence interval (normal approximation, +-1.96 standard errors).
+        band its bootstrap 95% confidence interval over samples (seaborn, ``seed``).
     auc : dict of str to float, optional
         Area under each curve, shown in the legend.
     kind : {"deletion", "insertion"}
@@ -207,6 +227,16 @@ def deletion_curves(
         Result object(s) with attributes ``fractions``, ``scores`` and ``auc`` (one per method
         when a dict) instead of the three arrays.
     ylabel, title : str
+    ylim : (float, float), optional
+        y range; give the same to the deletion and the insertion panel of one figure.
+    baseline : str, optional
+        What deleted pixels are replaced by (e.g. ``"blurred map"``), stated in the caption.
+    n : int, optional
+        Number of samples, stated in the caption (default: the rows of per-sample scores).
+    caption : str, optional
+        Text under the figure, after the computed facts (n, baseline, bands).
+    seed : int
+        Seed of the bootstrap of the bands.
     ax : Axes, optional
 
     Returns
@@ -217,9 +247,9 @@ def deletion_curves(
     --------
     >>> import numpy as np
     >>> x = np.linspace(0, 1, 11)
-    >>> fig = deletion_curves(x, {"shap": 1 - x, "random": 1 - 0.5 * x}, auc={"shap": 0.5})
-    >>> len(fig.axes[0].lines)
-    2
+    >>> fig = deletion_curves(x, {"shap": 1 - x, "random": 1 - 0.5 * x}, auc={"shap": 0.5}, baseline="zeros")
+    >>> [t.get_text() for t in fig.legends[0].get_texts()]
+    ['shap (AUC 0.500)', 'random']
     """
     if result is not None:
         fractions, scores_by_method, auc = _unpack_curve_result(result)
@@ -227,7 +257,12 @@ def deletion_curves(
         raise ValueError("deletion_curves needs fractions and scores_by_method (or result=)")
     if kind not in ("deletion", "insertion"):
         raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}")
+    rows = [np.atleast_2d(np.asarray(S.to_numpy(v, name="scores"))).shape[0] for v in scores_by_method.values()]
+    per_sample = max(rows) > 1
+    n = max(rows) if n is None and per_sample else n
     better = "lower AUC is better" if kind == "deletion" else "higher AUC is better"
+    text = caption_text(caption, n=n, n_label="samples", baseline=baseline,
+                        bands="95% bootstrap CI of the mean over samples" if per_sample else None)
     return _curves(
         fractions,
         scores_by_method,
@@ -236,4 +271,7 @@ def deletion_curves(
         ylabel=ylabel,
         title=title if title is not None else f"{kind} curves ({better})",
         ax=ax,
+        ylim=ylim,
+        seed=seed,
+        caption=text,
     )

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import seaborn as sns
 
 from . import style as S
 from ._convert import attr
+from ._layout import add_caption, join_title
 
 __all__ = ["embedding_scatter"]
 
 
-def _point_groups(y: np.ndarray, fam) -> list:
-    """(name, boolean selection, colour) per group of points: reals, then fakes (or each family)."""
-    yb = y.astype(int) == 1
-    groups = [("real", (~yb), S.REAL_COLOR)]
-    if fam is None:
-        return groups + [("fake", yb, S.FAKE_COLOR)]
-    pal = [c for c in S.PALETTE if c != S.REAL_COLOR]
-    for k, name in enumerate(dict.fromkeys(fam[yb])):
-        groups.append((name, yb & (fam == name), pal[k % len(pal)]))
-    return groups
+def _points(e: np.ndarray, y: np.ndarray, fam, idx: np.ndarray) -> tuple[pd.DataFrame, list]:
+    """Drawn points (x, y, class real / fake, group = class or fake family with n) and the group order."""
+    cls = np.where(y.astype(int) == 1, "fake", "real")
+    grp = cls.astype(object) if fam is None else np.where(cls == "real", "real", fam).astype(object)
+    counts = pd.Series(grp).value_counts()
+    names = {g: f"{g} (n={int(counts[g]):,})" for g in counts.index}
+    return pd.DataFrame({"x": e[idx, 0], "y": e[idx, 1], "class": cls[idx],
+                         "group": [names[g] for g in grp[idx]]}), [names[g] for g in dict.fromkeys(
+                             ["real"] + [g for g in dict.fromkeys(grp) if g != "real"]) if g in names]
 
 
 def _separability_parts(separability) -> list:
@@ -45,6 +47,10 @@ def embedding_scatter(
     max_points: int | None = 5000,
     seed: int = 0,
     title: str | None = None,
+    perplexity: float | None = None,
+    embedding_seed: int | None = None,
+    computed_on: str = "the features",
+    caption: str | None = None,
     ax=None,
 ):
     """2-D embedding (t-SNE / PCA / UMAP) of features, real vs fake or per fake family.
@@ -57,10 +63,10 @@ def embedding_scatter(
         0 = real, 1 = fake.
     separability : Separability or dict, optional
         Output of :func:`defocus_xai.analysis.separability`; ``silhouette`` and ``knn_accuracy``
-        are shown in the title (numbers computed on the features or the embedding, as the
-        analysis states; this function only displays them).
+        are shown in the title, which says they were computed on ``computed_on``.
     families : array-like of str, (N,), optional
-        Fake family per sample: fakes are coloured per family, reals stay one colour.
+        Fake family per sample: colour (hue) per family, reals one colour; the marker (style)
+        tells real from fake.
     method : str
         Name of the embedding for the axis labels.
     max_points : int or None
@@ -68,6 +74,15 @@ def embedding_scatter(
     seed : int
         Seed of that subset.
     title : str, optional
+    perplexity : float, optional
+        t-SNE perplexity used, stated in the caption.
+    embedding_seed : int, optional
+        Seed of the embedding, stated in the caption.
+    computed_on : str
+        What the separability numbers were computed on (default ``"the features"``; the 2-D picture
+        itself distorts distances).
+    caption : str, optional
+        Text under the figure, after the embedding's settings.
     ax : Axes, optional
 
     Returns
@@ -95,20 +110,34 @@ def embedding_scatter(
     idx = np.arange(e.shape[0])
     if max_points is not None and e.shape[0] > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(e.shape[0], max_points, replace=False))
-    groups = _point_groups(y, fam)
-    parts = [method] + _separability_parts(separability)
+    pts, order = _points(e, y, fam, idx)
+    sep = _separability_parts(separability)
+    settings = [f"{method} of {e.shape[0]:,} samples"]
+    if perplexity is not None:
+        settings.append(f"perplexity {perplexity:g}")
+    if embedding_seed is not None:
+        settings.append(f"seed {embedding_seed}")
+    if idx.size < e.shape[0]:
+        settings.append(f"{idx.size:,} points drawn (random subset, seed {seed})")
+    palette = dict(zip(order, [S.REAL_COLOR] + ([S.FAKE_COLOR] if len(order) == 2 else S.PALETTE[1:])))
+    created = ax is None
     with S.house_style():
         fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(width="single", aspect=0.9)
-        ms = 6 if idx.size > 1000 else 10
-        for name, m, c in groups:
-            sel = idx[m[idx]]
-            ax.scatter(e[sel, 0], e[sel, 1], s=ms, c=c, alpha=0.7, lw=0, label=f"{name} (n={int(m.sum()):,})",
-                       rasterized=idx.size > 500)
+        sns.scatterplot(data=pts, x="x", y="y", hue="group", hue_order=order, palette=palette, style="class",
+                        style_order=["real", "fake"], markers={"real": "o", "fake": "X"},
+                        s=8 if idx.size > 1000 else 14, alpha=0.75, linewidth=0, ax=ax, rasterized=idx.size > 500)
         ax.set_xlabel(f"{method} 1")
         ax.set_ylabel(f"{method} 2")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.legend(loc="best", markerscale=2, handletextpad=0.3)
-        t = " | ".join(parts)
-        ax.set_title(f"{title}\n{t}" if title else t)
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        keep = [(h, lab) for h, lab in zip(handles, labels) if lab in order]
+        for h, lab in keep:  # the hue legend shows each group with its class's marker
+            h.set_marker("o" if lab.startswith("real") else "X")
+            h.set_label(lab)
+        S._legend(ax, created=created, handles=[h for h, _ in keep], ncols=min(len(keep), 3), markerscale=1.3,
+                  handletextpad=0.3)
+        ax.set_title(join_title(title, f"{', '.join(sep)} (on {computed_on})" if sep else None, fig=fig))
+        add_caption(fig, "; ".join(settings) + "." + (f" {caption}" if caption else ""))
     return fig

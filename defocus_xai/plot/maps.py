@@ -8,7 +8,7 @@ from matplotlib import colors as mcolors
 from ..analysis import binary_mask, normalize_maps
 from . import style as S
 from ._convert import as_image, as_map, attr, to_grid
-from ._layout import panel_height, units_label
+from ._layout import add_caption, caption_text, join_title, panel_height, sample_label, units_label
 
 __all__ = ["defocus_triptych", "mask_triptych"]
 
@@ -59,6 +59,12 @@ def defocus_triptych(
     percentile: float = 99.5,
     units: str = "sigma",
     cmap: str = S.CMAP_SIGMA,
+    colorbar: bool = True,
+    sample_id=None,
+    family: str | None = None,
+    source_id=None,
+    score: float | None = None,
+    caption: str | None = None,
     axes=None,
     fig=None,
 ):
@@ -94,6 +100,13 @@ def defocus_triptych(
         or any other string.
     cmap : str
         Sequential perceptual colormap (viridis).
+    colorbar : bool
+        Draw the colour bar; with several rows in one figure give every row the same ``vmax`` and
+        draw the bar once.
+    sample_id, family, source_id, score : optional
+        The sample shown (index or id, family, source id, detector score), named in the title.
+    caption : str, optional
+        Text under the figure.
     axes, fig : sequence of 3 Axes, or Figure, optional
         Draw into these axes (``fig`` is then ignored), or into this (empty) figure.
 
@@ -121,15 +134,24 @@ def defocus_triptych(
         a0.set_title("image")
         cm = S.get_cmap(cmap).with_extremes(bad="0.85")
         a1.imshow(np.where(em, sp, np.nan), cmap=cm, vmin=0, vmax=vmax)
-        a1.set_title(f"sparse sigma at edges ({100.0 * int(em.sum()) / em.size:.1f}% px)")
+        a1.set_title(f"sparse sigma at edges\n(edges: {100.0 * int(em.sum()) / em.size:.1f}% of pixels)")
         im = a2.imshow(de, cmap=cm, vmin=0, vmax=vmax)
         a2.set_title(f"dense sigma (mean {np.nanmean(de):.2f})")
         for a in (a0, a1, a2):
             S._image_off(a)
-        S.add_colorbar(im, [a1, a2], units_label(units), extend="max" if data_max > vmax * (1 + 1e-6) else "neither")
-        if title:
-            fig.suptitle(title)
+        if colorbar:
+            S.add_colorbar(im, [a1, a2], units_label(units),
+                           extend="max" if data_max > vmax * (1 + 1e-6) else "neither")
+        _identify(fig, title, caption, sample_id=sample_id, family=family, source_id=source_id, score=score)
     return fig
+
+
+def _identify(fig, title, caption, **sample) -> None:
+    """Title naming the sample (index, family, source, score) and the caption under the figure."""
+    who = sample_label(**sample)
+    if title or who:
+        fig.suptitle(join_title(title, who, fig=fig))
+    add_caption(fig, caption_text(caption))
 
 
 def _mask_inputs(real_map, fake_map, mask, threshold, normalize):
@@ -170,6 +192,11 @@ def mask_triptych(
     vmin: float | None = None,
     vmax: float | None = None,
     title: str | None = None,
+    sample_id=None,
+    family: str | None = None,
+    source_id=None,
+    score: float | None = None,
+    caption: str | None = None,
     axes=None,
     fig=None,
 ):
@@ -197,6 +224,10 @@ def mask_triptych(
     vmin, vmax : float, optional
         Shared colour scale; default [0, 1] when normalized, else the joint range of both maps.
     title : str, optional
+    sample_id, family, source_id, score : optional
+        The fake shown (its real shares the source) (index or id, family, source id, detector score), named in the title.
+    caption : str, optional
+        Text under the figure.
     axes, fig : sequence of 3 Axes, or Figure, optional
 
     Returns
@@ -235,6 +266,5 @@ def mask_triptych(
         S._image_off(a0)
         S._image_off(a1)
         S.add_colorbar(im, [a0, a1], units_label(units))
-        if title:
-            fig.suptitle(title)
+        _identify(fig, title, caption, sample_id=sample_id, family=family, source_id=source_id, score=score)
     return fig

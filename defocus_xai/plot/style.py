@@ -1,9 +1,9 @@
 """House style for every ``defocus_xai`` figure.
 
-One place defines what all figures share: font sizes for a two-column paper, figure widths, a
-colorblind-safe palette (Okabe & Ito 2008), perceptual colormaps and colorbar labels with units.
-The style is applied with :func:`house_style` (a :func:`matplotlib.pyplot.rc_context`), so global
-``rcParams`` are never changed permanently.
+One place defines what all figures share: seaborn's "ticks" style and "paper" context (scaled to 8 pt
+text for a two-column paper), seaborn's colorblind palette, figure widths, perceptual colormaps and
+colorbar labels with units. The style is applied with :func:`house_style` (a
+:func:`matplotlib.pyplot.rc_context`), so global ``rcParams`` are never changed.
 
 Examples
 --------
@@ -22,10 +22,10 @@ from typing import Iterator, Sequence
 import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
+import seaborn as sns
 
 __all__ = [
     "STYLE",
-    "OKABE_ITO",
     "PALETTE",
     "REAL_COLOR",
     "FAKE_COLOR",
@@ -36,6 +36,7 @@ __all__ = [
     "CMAP_VARIANCE",
     "CMAP_ATTRIBUTION",
     "CMAP_MASK",
+    "MASK_COLOR",
     "LABEL_SIGMA",
     "LABEL_NORMALIZED",
     "house_style",
@@ -52,24 +53,13 @@ __all__ = [
 SINGLE_COLUMN = 3.4
 DOUBLE_COLUMN = 7.0
 
-#: Okabe-Ito colorblind-safe palette, by name.
-OKABE_ITO = {
-    "blue": "#0072B2",
-    "vermillion": "#D55E00",
-    "bluishgreen": "#009E73",
-    "orange": "#E69F00",
-    "reddishpurple": "#CC79A7",
-    "skyblue": "#56B4E9",
-    "yellow": "#F0E442",
-    "black": "#000000",
-}
-#: Cycle order used for lines and groups (yellow last: weak on white).
-PALETTE = [
-    OKABE_ITO[k]
-    for k in ("blue", "vermillion", "bluishgreen", "orange", "reddishpurple", "skyblue", "black", "yellow")
-]
-REAL_COLOR = OKABE_ITO["blue"]
-FAKE_COLOR = OKABE_ITO["vermillion"]
+#: seaborn's colorblind palette, reordered so that real (blue) and fake (vermillion) come first and the
+#: weak yellow last; lines and groups cycle through it.
+PALETTE = [sns.color_palette("colorblind").as_hex()[i] for i in (0, 3, 2, 1, 4, 9, 5, 6, 7, 8)]
+REAL_COLOR = PALETTE[0]
+FAKE_COLOR = PALETTE[1]
+#: One colour for ground-truth / manipulation masks in every panel (contours and legends).
+MASK_COLOR = "#000000"
 
 #: Colormaps: perceptual sequential for sigma and [0, 1] maps, inferno for local variance,
 #: diverging (used with symmetric limits) for attributions.
@@ -83,15 +73,11 @@ CMAP_MASK = "Greys"
 LABEL_SIGMA = "sigma (px)"
 LABEL_NORMALIZED = "normalized defocus"
 
-#: ``rcParams`` applied inside :func:`house_style`: 8-9 pt text, thin lines, constrained layout.
+#: ``rcParams`` applied inside :func:`house_style` on top of seaborn's "ticks" style and "paper" context:
+#: 8-9 pt text, thin lines, no top/right spines, the palette above.
 STYLE = {
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "legend.title_fontsize": 7,
+    **sns.axes_style("ticks"),
+    **sns.plotting_context("paper", font_scale=0.85),
     "figure.titlesize": 9,
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],
@@ -108,7 +94,11 @@ STYLE = {
     "ytick.minor.size": 1.5,
     "lines.linewidth": 1.2,
     "lines.markersize": 3.5,
-    "legend.frameon": False,
+    "legend.frameon": True,
+    "legend.framealpha": 0.9,
+    "legend.edgecolor": "0.8",
+    "legend.fancybox": False,
+    "patch.force_edgecolor": False,
     "legend.handlelength": 1.5,
     "image.interpolation": "nearest",
     "image.origin": "upper",
@@ -122,7 +112,7 @@ STYLE = {
 
 @contextlib.contextmanager
 def house_style(**overrides) -> Iterator[None]:
-    """Apply the house style temporarily.
+    """Apply the house style temporarily (seaborn theme included), restoring every ``rcParams`` on exit.
 
     Parameters
     ----------
@@ -336,16 +326,18 @@ def _fig_axes(n: int, *, axes=None, fig=None, width="double", height=None, aspec
     return fig, axs[:n]
 
 
-def _legend(ax, *, created: bool, ncols: int = 2, **kwargs):
-    """Legend below the plot, outside, when we created the figure (constrained layout makes
-    room); inside at the best place when drawing into the caller's axes."""
+def _legend(ax, *, created: bool, ncols: int = 2, handles=None, side: str = "upper center", **kwargs):
+    """Framed legend outside the data (above the plot, or ``side="right upper"``) when we created the figure
+    (constrained layout makes room); inside the caller's axes at the place with least overlap otherwise."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     fig = ax.figure
+    if handles is None:
+        handles, _ = ax.get_legend_handles_labels()
     if created and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-        h, lab = ax.get_legend_handles_labels()
-        return fig.legend(h, lab, loc="outside lower center", ncols=ncols, **kwargs)
-    return ax.legend(loc="best", **kwargs)
+        return fig.legend(handles=handles, loc=f"outside {side}", ncols=ncols if side == "upper center" else 1,
+                          **kwargs)
+    return ax.legend(handles=handles, loc="best", **kwargs)
 
 
 def _warn(msg: str) -> None:

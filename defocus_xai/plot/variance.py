@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.layout_engine import ConstrainedLayoutEngine
+import pandas as pd
+import seaborn as sns
 from matplotlib.lines import Line2D
 from scipy.stats import ks_2samp
 
 from ..analysis import local_variance
 from . import style as S
 from ._convert import as_map, attr
-from ._layout import panel_height
+from ._layout import add_caption, caption_text, join_title, panel_height, sample_label
 
 __all__ = ["variance_pair", "variance_distributions"]
 
@@ -24,6 +25,11 @@ def variance_pair(
     normalize: bool = True,
     vmax: float | None = None,
     title: str | None = None,
+    sample_id=None,
+    family: str | None = None,
+    source_id=None,
+    score: float | None = None,
+    caption: str | None = None,
     axes=None,
     fig=None,
 ):
@@ -43,6 +49,10 @@ def variance_pair(
     vmax : float, optional
         Upper end of the shared scale (lower end 0); default the larger maximum of the two.
     title : str, optional
+    sample_id, family, source_id, score : optional
+        The fake shown (its real shares the source) (index or id, family, source id, detector score), named in the title.
+    caption : str, optional
+        Text under the figure.
     axes : sequence of 2 Axes, optional
     fig : Figure, optional
 
@@ -85,8 +95,10 @@ def variance_pair(
                             aspect=30)
         cb.formatter.set_powerlimits((-3, 3))
         cb.update_ticks()
-        if title:
-            fig.suptitle(title)
+        who = sample_label(sample_id=sample_id, family=family, source_id=source_id, score=score)
+        if title or who:
+            fig.suptitle(join_title(title, f"fake {who}" if who else None, fig=fig))
+        add_caption(fig, caption_text(caption))
     return fig
 
 
@@ -98,64 +110,65 @@ def _fmt_p(p: float) -> str:
     return f"p = {p:.2g}" if p >= 1e-3 else f"p = {p:.1e}"
 
 
-def _ecdf(v: np.ndarray):
-    x = np.sort(v)
-    return x, np.arange(1, x.size + 1) / x.size
-
-
 def _values(result, real_values, fake_values) -> tuple[np.ndarray, np.ndarray]:
-    """Finite per-image values of both classes, from the arrays given or the result."""
-    rv = real_values if real_values is not None else attr(result, "values_real", "real_values", "per_image_real")
-    fv = fake_values if fake_values is not None else attr(result, "values_fake", "fake_values", "per_image_fake")
+    """Per-image values of both classes (NaN kept, so ``families`` stay aligned), from the arrays or the result."""
+    rv = real_values if real_values is not None else attr(result, "values_real")
+    fv = fake_values if fake_values is not None else attr(result, "values_fake")
     if rv is None or fv is None:
         raise ValueError("variance_distributions needs result= (with per-image values) or real_values and fake_values")
     rv = np.asarray(S.to_numpy(rv, name="real_values")).ravel()
     fv = np.asarray(S.to_numpy(fv, name="fake_values")).ravel()
-    rv, fv = rv[np.isfinite(rv)], fv[np.isfinite(fv)]
-    if rv.size == 0 or fv.size == 0:
-        raise ValueError(f"need at least one finite value per class, got {rv.size} real and {fv.size} fake")
+    if not np.isfinite(rv).any() or not np.isfinite(fv).any():
+        raise ValueError(f"need at least one finite value per class, got {int(np.isfinite(rv).sum())} real and "
+                         f"{int(np.isfinite(fv).sum())} fake")
     return rv, fv
 
 
-def _ks_text(result, rv, fv, from_result: bool) -> tuple[float, str]:
-    """(KS D per image, title text): the result's tests, or a KS test computed here."""
-    d = attr(result, "ks_statistic", "statistic") if from_result else None
-    p = attr(result, "p_value", "pvalue") if d is not None else None
-    if d is None:
-        ks = ks_2samp(rv, fv)
-        d, p = float(ks.statistic), float(ks.pvalue)
-    text = f"KS D = {d:.3f}, {_fmt_p(p)} (per image)"
-    gd = attr(result, "group_ks_statistic") if result is not None else None
-    if gd is not None:
-        nu_r, nu_f = attr(result, "n_units_real"), attr(result, "n_units_fake")
-        units = f", {int(nu_r):,} vs {int(nu_f):,} units" if nu_r is not None and nu_f is not None else ""
-        text += f"; per group D = {float(gd):.3f}, {_fmt_p(attr(result, 'group_p_value'))}{units}"
-    return d, text
+def _long_values(rv, fv, families) -> pd.DataFrame:
+    """Long table (value, group, D): reals, then the fakes pooled or one group per family, with KS D vs real."""
+    fam = np.full(fv.shape, "fake", dtype=object) if families is None else np.asarray(families).astype(str).ravel()
+    if fam.shape != fv.shape:
+        raise ValueError(f"families has {fam.size} entries, fake values {fv.size}")
+    r = rv[np.isfinite(rv)]
+    rows = [pd.DataFrame({"value": r, "group": f"real (n={r.size:,})"})]
+    for name in dict.fromkeys(fam):
+        v = fv[(fam == name) & np.isfinite(fv)]
+        if v.size:
+            d = float(ks_2samp(r, v).statistic)
+            rows.append(pd.DataFrame({"value": v, "group": f"{name} (n={v.size:,}, D = {d:.2f})"}))
+    return pd.concat(rows, ignore_index=True)
 
 
-def _draw_hist(ax, rv, fv, labels, bins) -> None:
-    edges = np.histogram_bin_edges(np.concatenate([rv, fv]), bins=bins)
-    for v, c, lab in ((rv, S.REAL_COLOR, labels[0]), (fv, S.FAKE_COLOR, labels[1])):
-        ax.hist(v, bins=edges, density=True, histtype="stepfilled", alpha=0.35, color=c, lw=0)
-        ax.hist(v, bins=edges, density=True, histtype="step", color=c, label=lab)
-    ax.set_ylabel("density")
-    ax.ticklabel_format(axis="both", style="sci", scilimits=(-3, 4))
+def _test_text(result, rv, fv) -> str:
+    """The headline KS test: the result's (at its unit, frames secondary), or one computed here on images."""
+    if result is None:
+        ks = ks_2samp(rv[np.isfinite(rv)], fv[np.isfinite(fv)])
+        return f"KS D = {ks.statistic:.3f}, {_fmt_p(ks.pvalue)} (per image, real vs all fakes)"
+    unit = attr(result, "unit", default="image")
+    text = f"KS D = {float(result.ks_statistic):.3f}, {_fmt_p(result.p_value)} (per {unit}"
+    if unit == "group":
+        text += f", {int(result.n_units_real):,} vs {int(result.n_units_fake):,} units"
+        text += f"; per frame D = {float(result.ks_statistic_frames):.3f}, {_fmt_p(result.p_value_frames)}"
+    return text + ")"
 
 
-def _draw_ecdf(ax, rv, fv, labels, d) -> None:
-    """Both empirical CDFs, with their largest vertical gap (the KS statistic) marked."""
-    for v, c, lab in ((rv, S.REAL_COLOR, labels[0]), (fv, S.FAKE_COLOR, labels[1])):
-        ax.step(*_ecdf(v), where="post", color=c, label=lab)
-    grid = np.sort(np.concatenate([rv, fv]))
-    cr = np.searchsorted(np.sort(rv), grid, side="right") / rv.size
-    cf = np.searchsorted(np.sort(fv), grid, side="right") / fv.size
-    k = int(np.argmax(np.abs(cr - cf)))
-    ax.vlines(grid[k], min(cr[k], cf[k]), max(cr[k], cf[k]), color="0.2", lw=1.2)
-    ax.annotate(f"D = {d:.3f}", (grid[k], (cr[k] + cf[k]) / 2), xytext=(4, 0),
-                textcoords="offset points", va="center", fontsize=7)
-    ax.set_ylabel("cumulative fraction")
-    ax.set_ylim(0, 1.02)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+def _draw(kind: str, ax, long: pd.DataFrame, palette, bins) -> None:
+    common = dict(data=long, hue="group", palette=palette, ax=ax, legend=False)
+    if kind == "hist":
+        sns.histplot(x="value", stat="density", common_norm=False, element="step", bins=bins, alpha=0.25, **common)
+        ax.set_ylabel("density")
+    elif kind == "kde":
+        sns.kdeplot(x="value", common_norm=False, cut=0, fill=True, alpha=0.15, **common)
+        ax.set_ylabel("density")
+    elif kind == "ecdf":
+        sns.ecdfplot(x="value", **common)
+        ax.set_ylabel("cumulative fraction")
+        ax.set_ylim(0, 1.02)
+    else:  # violin: one per group, quartiles inside
+        sns.violinplot(y="value", x="group", cut=0, inner="quart", linewidth=0.6, **common)
+        ax.set_xticks(ax.get_xticks(), [t.get_text().split(" (")[0] for t in ax.get_xticklabels()])
+        ax.set_xlabel("")
+    ax.ticklabel_format(axis="x" if kind != "violin" else "y", style="sci", scilimits=(-3, 4))
 
 
 def variance_distributions(
@@ -163,68 +176,81 @@ def variance_distributions(
     *,
     real_values=None,
     fake_values=None,
+    families=None,
     kind: str = "both",
     bins: int | str = "auto",
+    units: str = "normalized defocus$^2$",
     title: str | None = None,
+    caption: str | None = None,
     axes=None,
     fig=None,
 ):
-    """Distributions of per-image mean local variance, real vs fake, with the KS test in the title.
+    """Distributions of per-image mean local variance, real vs fake (or per fake family), with the KS test.
 
     Parameters
     ----------
     result : VarianceTestResult, optional
-        Output of :func:`defocus_xai.analysis.variance_test`; its per-image values
-        (``values_real`` / ``values_fake``), ``ks_statistic`` and ``p_value`` are shown, and the
-        test on per-group means (``group_ks_statistic``, ``group_p_value``, ``n_units_*``) when
-        groups were given: with dependent frames that is the p-value to read.
+        Output of :func:`defocus_xai.analysis.variance_test`; its per-image values (``values_real`` /
+        ``values_fake``) are drawn and its test is the headline (at its ``unit``: per group when groups
+        were given, with the frame-level test as the secondary number).
     real_values, fake_values : array-like, optional
         Per-image values, instead of (or overriding) ``result``. Without ``result`` the KS test is
-        computed here with :func:`scipy.stats.ks_2samp`.
-    kind : {"both", "hist", "ecdf"}
-        Histograms (density, shared bins), empirical CDFs (the KS statistic is their largest
-        vertical gap, marked), or both side by side.
+        computed here with :func:`scipy.stats.ks_2samp` (per image).
+    families : array-like of str, optional
+        Fake family per fake value: one distribution per family (families can pull in opposite
+        directions; pooling hides that). Each family's KS D against the reals is in the legend.
+    kind : {"both", "hist", "kde", "ecdf", "violin"}
+        Histograms (density, shared bins), kernel densities, empirical CDFs (KS D is their largest
+        vertical gap), violins, or histogram and ECDF side by side (``"both"``).
     bins : int or str
-        Histogram bins (numpy rule or count), shared by both classes.
+        Histogram bins (numpy rule or count), shared by all groups.
+    units : str
+        Unit of the values, shown on the value axis.
     title : str, optional
-        Prefix of the title (the KS numbers are always appended).
+        Prefix of the title (the test is always stated).
+    caption : str, optional
+        Text under the figure.
     axes : Axes or sequence of Axes, optional
-        One (``"hist"``/``"ecdf"``) or two (``"both"``) axes.
+        One axes, or two for ``"both"``.
     fig : Figure, optional
 
     Returns
     -------
     matplotlib.figure.Figure
+        The test statistics are in the title and the legend, never on the data.
 
     Examples
     --------
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
-    >>> fig = variance_distributions(real_values=rng.normal(1, 0.1, 50),
-    ...                              fake_values=rng.normal(1.1, 0.1, 50))
+    >>> fig = variance_distributions(real_values=rng.normal(1, 0.1, 50), fake_values=rng.normal(1.1, 0.1, 50),
+    ...                              families=["no_dof", "splice"] * 25, kind="ecdf")
     >>> "KS D" in fig.get_suptitle()
     True
     """
-    if kind not in ("both", "hist", "ecdf"):
-        raise ValueError(f"kind must be 'both', 'hist' or 'ecdf', got {kind!r}")
+    kinds = {"both": ("hist", "ecdf"), "hist": ("hist",), "kde": ("kde",), "ecdf": ("ecdf",), "violin": ("violin",)}
+    if kind not in kinds:
+        raise ValueError(f"kind must be one of {sorted(kinds)}, got {kind!r}")
     rv, fv = _values(result, real_values, fake_values)
-    d, ks_text = _ks_text(result, rv, fv, from_result=real_values is None and fake_values is None)
-    n_ax = 2 if kind == "both" else 1
+    long = _long_values(rv, fv, families)
+    groups = list(dict.fromkeys(long["group"]))
+    palette = dict(zip(groups, [S.REAL_COLOR] + ([S.FAKE_COLOR] if len(groups) == 2 else S.PALETTE[1:])))
+    test = _test_text(result if real_values is None and fake_values is None else None, rv, fv)
     with S.house_style():
+        n_ax = len(kinds[kind])
         fig, axs = S._fig_axes(n_ax, axes=axes, fig=fig, width="double" if n_ax == 2 else "single",
-                               height=2.5 if n_ax == 2 else 2.6)
-        labels = (f"real (n={rv.size:,}, mean {rv.mean():.3g})", f"fake (n={fv.size:,}, mean {fv.mean():.3g})")
-        draw = ([lambda ax: _draw_hist(ax, rv, fv, labels, bins)] if kind in ("both", "hist") else []) + (
-            [lambda ax: _draw_ecdf(ax, rv, fv, labels, d)] if kind in ("both", "ecdf") else [])
-        for ax, fn in zip(axs, draw):
-            fn(ax)
-            ax.set_xlabel("per-image mean local variance")
+                               height=2.6 if n_ax == 2 else 2.4)
+        for ax, k in zip(axs, kinds[kind]):
+            _draw(k, ax, long, palette, bins)
+            label = f"per-image mean local variance\n({units})"
+            ax.set_ylabel(label) if k == "violin" else ax.set_xlabel(label)
             ax.grid(True, lw=0.3, alpha=0.5)
-        handles = [Line2D([], [], color=S.REAL_COLOR, label=labels[0]),
-                   Line2D([], [], color=S.FAKE_COLOR, label=labels[1])]
-        if axes is None and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-            fig.legend(handles=handles, loc="outside lower center", ncols=2)
-        else:
-            axs[-1].legend(handles=handles, loc="best")
-        fig.suptitle(f"{title}: {ks_text}" if title else ks_text)
+        if kind != "violin":
+            handles = [Line2D([], [], color=palette[g], label=g) for g in groups]
+            if n_ax == 2:
+                S._legend(axs[-1], created=axes is None, handles=handles, side="right upper")
+            else:
+                axs[-1].legend(handles=handles, loc="best")
+        fig.suptitle(join_title(title, test, fig=fig))
+        add_caption(fig, caption_text(caption))
     return fig

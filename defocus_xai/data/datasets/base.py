@@ -223,12 +223,9 @@ class ImageDataset(Dataset):
         """
         it: Iterable = self._records
         if progress:
-            try:
-                from tqdm.auto import tqdm
+            from ..._progress import progress as progress_bar
 
-                it = tqdm(it, total=len(self._records), desc="validating images", unit="img")
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                pass
+            it = progress_bar(it, total=len(self._records), desc="validating images", unit="img")
         keep, removed, removed_records = [], [], []
         for rec in it:
             try:
