@@ -9,10 +9,11 @@ from .collate import collate
 from .datasets import (FF_METHODS, IMAGE_EXTENSIONS, CIFAKEDataset, FaceForensicsDataset, FolderDataset,
                        ImageDataset)
 from .io import ImageLoadError, load_image
+from .prepare import prepare_ffpp
 from .synth import DefocusSynth
 
 __all__ = [
     "load_image", "ImageLoadError",
     "ImageDataset", "FolderDataset", "FaceForensicsDataset", "CIFAKEDataset",
-    "IMAGE_EXTENSIONS", "FF_METHODS", "DefocusSynth", "collate",
+    "IMAGE_EXTENSIONS", "FF_METHODS", "DefocusSynth", "collate", "prepare_ffpp",
 ]

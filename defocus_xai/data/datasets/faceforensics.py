@@ -1,18 +1,20 @@
-"""``FaceForensicsDataset``: FaceForensics++ face-crop frames with a video-level split and real/fake pairing.
+"""``FaceForensicsDataset``: FaceForensics++ face-crop frames (and manipulation masks) with a video-level split
+and real/fake pairing.
 
-docs/data.md describes the layout, the split policy and the pairing table.
+docs/data.md describes the layout, the split policy and the pairing table; docs/prepare.md the masks.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..io import DEFAULT_MAX_PIXELS
+import torch
+
+from ..io import DEFAULT_MAX_PIXELS, load_image
+from ._ffpp_split import SPLITS, split_policy
 from .base import ImageDataset, _Record
 from .files import IMAGE_EXTENSIONS, _list_images, _natural_key, _normalize_extensions
 
@@ -20,63 +22,6 @@ __all__ = ["FF_METHODS", "FaceForensicsDataset"]
 
 #: The four FaceForensics++ manipulation methods used by default (``FaceShifter`` can be added).
 FF_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
-
-_SPLITS = ("train", "val", "test")
-
-
-def _default_split_of(ids: Sequence[str]) -> dict[str, str]:
-    """70/10/20 split of sorted ids: first floor(0.7 n) train, up to floor(0.8 n) val, the rest test."""
-    ids = sorted(ids)
-    n = len(ids)
-    n_train = int(math.floor(0.7 * n + 1e-9))
-    n_trval = int(math.floor(0.8 * n + 1e-9))
-    out = {}
-    for i, vid in enumerate(ids):
-        out[vid] = "train" if i < n_train else ("val" if i < n_trval else "test")
-    return out
-
-
-def _read_split_files(split_files) -> dict[str, list[tuple[str, str]]]:
-    """Official FF++ split lists -> {split: [(a, b), ...]}; accepts a folder or a mapping split -> file/list."""
-    if isinstance(split_files, (str, os.PathLike)):
-        folder = Path(split_files)
-        if not folder.is_dir():
-            raise ValueError(f"split_files {str(folder)!r} is not a folder with train/val/test.json")
-        mapping = {s: folder / f"{s}.json" for s in _SPLITS if (folder / f"{s}.json").is_file()}
-        if not mapping:
-            raise ValueError(f"split_files folder {str(folder)!r} holds none of train.json, val.json, test.json")
-    elif isinstance(split_files, Mapping):
-        mapping = dict(split_files)
-    else:
-        raise TypeError(f"split_files must be a folder path or a dict split -> file or list, "
-                        f"got {type(split_files).__name__}")
-    out: dict[str, list[tuple[str, str]]] = {}
-    for split, src in mapping.items():
-        if split not in _SPLITS:
-            raise ValueError(f"split_files key {split!r} is not one of {_SPLITS}")
-        where = "the list given"
-        if isinstance(src, (str, os.PathLike)):
-            where = repr(os.fspath(src))
-            try:
-                with open(src, encoding="utf-8") as fh:
-                    src = json.load(fh)
-            except FileNotFoundError:
-                raise ValueError(f"split file {where} for {split!r} not found") from None
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"split file {where} is not valid JSON: {exc}") from None
-        pairs = []
-        for entry in src:
-            if isinstance(entry, str) or len(entry) != 2:
-                raise ValueError(f"split file {where}: each entry must be a [target, source] pair, got {entry!r}")
-            pairs.append((str(entry[0]), str(entry[1])))
-        out[split] = pairs
-    seen: dict[str, str] = {}
-    for split, pairs in out.items():
-        for vid in {v for pair in pairs for v in pair}:
-            if vid in seen and seen[vid] != split:
-                raise ValueError(f"split files put video {vid!r} in both {seen[vid]!r} and {split!r}")
-            seen[vid] = split
-    return out
 
 
 class FaceForensicsDataset(ImageDataset):
@@ -86,6 +31,9 @@ class FaceForensicsDataset(ImageDataset):
 
         original_sequences/youtube/<compression>/<frames_dir>/<id>/<frame>.png                 real
         manipulated_sequences/<Method>/<compression>/<frames_dir>/<target>_<source>/<frame>.png fake
+        manipulated_sequences/<Method>/masks/<frames_dir>/<target>_<source>/<frame>.png        mask
+
+    (:func:`~defocus_xai.data.prepare.prepare_ffpp` writes it from the FaceForensics++ download.)
 
     A fake video ``<target>_<source>`` shows real video ``<target>`` with the face of video ``<source>``
     (the "donor") put in. So for a fake: ``source_id = <target>`` (the real video it was made from, which a
@@ -96,6 +44,12 @@ class FaceForensicsDataset(ImageDataset):
 
     Frames: the first ``frames_per_video`` files of each video folder in natural order (``9.png`` before
     ``10.png``; the same as plain sorting for FF++'s zero-padded names).
+
+    Masks: when every requested method has a ``masks/<frames_dir>`` folder (or ``masks=True``), every item
+    has a ``mask`` key: a ``uint8`` tensor ``(H, W)`` on the image grid, 1 where the face was manipulated
+    (the mask frame with the same file stem, grey >= 0.5, resized with nearest neighbour), all zeros for a
+    real frame. A fake video without a mask folder, or a fake frame without its mask frame, is then left
+    out and listed in :attr:`excluded_videos`. Without masks, items have no ``mask`` key.
 
     Split policy
         * ``split_files`` given (the official FF++ ``train.json``/``val.json``/``test.json``, each a list of
@@ -128,14 +82,19 @@ class FaceForensicsDataset(ImageDataset):
         ``{"train": path_or_list, ...}``.
     frames_dir : str, optional
         Name of the frame folder level (default ``"v1faces"``).
+    masks : bool or None, optional
+        Yield ``mask``: ``None`` (default) when every requested method has a masks folder, ``True`` always
+        (a missing masks folder is an error), ``False`` never.
     size, on_error, max_pixels, fill, progress, extensions
         As in :class:`FolderDataset`.
 
     Attributes
     ----------
     excluded_videos : list of (str, str)
-        ``(video folder, reason)`` for every video folder left out for layout reasons (no frames, a name
-        that is not ``<target>_<source>``, no place in the split).
+        ``(video folder or frame, reason)`` for everything left out for layout reasons (no frames, a name
+        that is not ``<target>_<source>``, no place in the split, no mask).
+    has_masks : bool
+        Whether items carry a ``mask``.
     skipped : list of (str, str)
         Unreadable frames (``on_error="skip"``).
     split_of : dict of str to str
@@ -158,6 +117,7 @@ class FaceForensicsDataset(ImageDataset):
         compression: str = "raw",
         split_files: str | os.PathLike | Mapping | None = None,
         frames_dir: str = "v1faces",
+        masks: bool | None = None,
         size: int | tuple[int, int] | None = 299,
         on_error: str = "raise",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
@@ -165,8 +125,8 @@ class FaceForensicsDataset(ImageDataset):
         fill: Sequence[float] | None = (1.0, 1.0, 1.0),
         progress: bool = False,
     ):
-        if split is not None and split not in _SPLITS:
-            raise ValueError(f"split must be one of {_SPLITS} or None, got {split!r}")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS} or None, got {split!r}")
         if frames_per_video is not None:
             if isinstance(frames_per_video, bool) or int(frames_per_video) <= 0:
                 raise ValueError(f"frames_per_video must be a positive int or None, got {frames_per_video!r}")
@@ -185,9 +145,11 @@ class FaceForensicsDataset(ImageDataset):
         self._skipped_real: set[tuple[str, str]] = set()
 
         real_base, method_dirs = _layout_dirs(root, methods, compression, frames_dir)
+        self._mask_dirs = _mask_dirs(root, methods, frames_dir, masks)
+        self.has_masks = self._mask_dirs is not None
         real_ids = sorted((e.name for e in os.scandir(real_base) if e.is_dir() and not e.name.startswith(".")),
                           key=_natural_key)
-        real_split, fake_split = _split_policy(real_ids, split_files, split)
+        real_split, fake_split = split_policy(real_ids, split_files, split)
         self.split_of = dict(real_split)  # real video id -> split (train/val/test)
         records = self._real_records(real_base, real_ids, real_split, exts)
         for m, d in method_dirs.items():
@@ -231,26 +193,55 @@ class FaceForensicsDataset(ImageDataset):
                 if s is None:
                     self.excluded_videos.append((str(folder / name), why))
                 continue
+            mask_folder = self._mask_dirs[method] / name if self.has_masks else None
             records.extend(self._video_records(folder / name, exts, label=1, method=method, target=target,
-                                               donor=donor, video_id=f"{method}/{name}", split=s or ""))
+                                               donor=donor, video_id=f"{method}/{name}", split=s or "",
+                                               mask_folder=mask_folder))
         return records
 
     def _after_removal(self, removed_records: list) -> None:
         self._skipped_real.update((r.video_id, r.extra["frame"]) for r in removed_records if r.label == 0)
 
-    def _video_records(self, folder: Path, exts, *, label, method, target, donor, video_id, split):
+    def _video_records(self, folder: Path, exts, *, label, method, target, donor, video_id, split,
+                       mask_folder: Path | None = None):
         frames = _list_images(folder, exts, recursive=False)
         if not frames:
             self.excluded_videos.append((str(folder), "no frames"))
             return []
         if self.frames_per_video is not None:
             frames = frames[: self.frames_per_video]
+        mask_of = {f: "" for f in frames}
+        if mask_folder is not None:
+            if not mask_folder.is_dir():
+                self.excluded_videos.append((str(folder), f"no mask folder {str(mask_folder)!r}"))
+                return []
+            stems = {m.stem: str(m) for m in _list_images(mask_folder, exts, recursive=False)}
+            for f in frames:
+                if f.stem not in stems:
+                    self.excluded_videos.append((str(f), f"no mask frame {f.stem!r} in {str(mask_folder)!r}"))
+            mask_of = {f: stems[f.stem] for f in frames if f.stem in stems}
         return [
             _Record(path=str(f), label=label, source_id=target, family=method, video_id=video_id,
                     extra={"method": method, "frame": f.stem, "target_id": target, "donor_id": donor,
-                           "split": split})
-            for f in frames
+                           "split": split, **({"mask_path": m} if self.has_masks else {})})
+            for f, m in mask_of.items()
         ]
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        if self.has_masks:
+            item["mask"] = self._load_mask(item["index"], tuple(item["image"].shape[-2:]))
+        return item
+
+    def _load_mask(self, index: int, grid: tuple[int, int]) -> torch.Tensor:
+        """The item's mask as ``(H, W)`` uint8 0/1 on ``grid`` (zeros for a real frame)."""
+        path = self._records[index].extra["mask_path"]
+        if not path:
+            return torch.zeros(grid, dtype=torch.uint8)
+        m = torch.from_numpy(load_image(path, max_pixels=self.max_pixels, fill=None).mean(axis=2) >= 0.5)
+        if tuple(m.shape) != grid:
+            m = torch.nn.functional.interpolate(m[None, None].float(), size=grid, mode="nearest-exact")[0, 0] > 0.5
+        return m.to(torch.uint8)
 
     def pair(self, *, require_all: bool = False):
         """Match every fake frame ``<target>_<source>/<frame>`` to the real frame ``<target>/<frame>``.
@@ -357,28 +348,16 @@ def _layout_dirs(root: Path, methods: tuple, compression: str, frames_dir: str):
     return real_base, method_dirs
 
 
-def _split_policy(real_ids: list, split_files, split: str | None):
-    """``(real video id -> split, fake_split(target, donor) -> (split or None, reason or None))``."""
-    if split_files is None:
-        real_split = _default_split_of(real_ids)
-
-        def fake_split(target, donor):
-            s = real_split.get(target)
-            return s, (None if s else f"target video {target!r} has no real folder to take its split from")
-
-        return real_split, fake_split
-    lists = _read_split_files(split_files)
-    if split is not None and split not in lists:
-        raise ValueError(f"split {split!r} requested but split_files only give {sorted(lists)}")
-    real_split = {v: s for s, pairs in lists.items() for pair in pairs for v in pair}
-    pair_split = {}
-    for s, pairs in lists.items():
-        for a, b in pairs:
-            pair_split[(a, b)] = s
-            pair_split[(b, a)] = s
-
-    def fake_split(target, donor):
-        s = pair_split.get((target, donor))
-        return s, (None if s else "pair not listed in any split file")
-
-    return real_split, fake_split
+def _mask_dirs(root: Path, methods: tuple, frames_dir: str, masks: bool | None) -> dict | None:
+    """Method -> masks frames folder when masks are used (``masks`` True, or None and all present)."""
+    if masks is False:
+        return None
+    dirs = {m: root / "manipulated_sequences" / m / "masks" / frames_dir for m in methods}
+    missing = [str(d) for d in dirs.values() if not d.is_dir()]
+    if masks is None:
+        return dirs if dirs and not missing else None
+    if not dirs:
+        raise ValueError("masks=True but no manipulation method is requested")
+    if missing:
+        raise ValueError(f"masks=True but masks folder(s) {missing} not found")
+    return dirs
