@@ -24,9 +24,10 @@ SUBPACKAGES = ("analysis", "data", "defocus", "detect", "explain", "pipeline", "
 #: Functions (qualified ``module.name``) that draw random samples and may take ``n_samples``.
 RANDOM_DRAWS = {"attribute", "export_attributions", "AttributionSettings", "randomization_test",
                 "stage_randomization", "run_demo"}
-#: Functions whose ``background`` is the attribution reference.
+#: Functions whose ``background`` is the attribution reference (computed with, or named in a caption).
 ATTRIBUTION_REFERENCE = {"attribute", "export_attributions", "AttributionSettings", "randomization_test",
-                         "stage_randomization", "run_demo", "attribution_background"}
+                         "stage_randomization", "run_demo", "attribution_background", "alignment_histogram",
+                         "alignment_comparison", "attribution_overlay", "randomization_plot"}
 #: Generic nn.Module helpers, where the argument is any module, not a detector.
 MODULE_HELPERS = {"unwrap", "borrowed", "module_device", "reinitialize_", "randomizable_layers"}
 
