@@ -58,7 +58,7 @@ def register(subparsers) -> None:
                    help="second re-blur std in px (default: 2.0, or 2.5 with --recipe reference)")
     p.add_argument("--propagation", choices=("guided", "matting", "none"), default="guided",
                    help="sparse-to-dense propagation (default: guided)")
-    p.add_argument("--recipe", choices=("ours", "reference"), default="ours",
+    p.add_argument("--recipe", choices=("ours", "robust", "reference"), default="ours",
                    help="estimator recipe (default: ours)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")

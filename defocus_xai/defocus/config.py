@@ -16,12 +16,12 @@ from .resize import resolve_size
 __all__ = ["EstimatorConfig", "PROPAGATIONS", "RECIPES", "DEFAULT_SIZE", "DEFAULT_SIGMA_MAX"]
 
 PROPAGATIONS = ("guided", "matting", "none")
-RECIPES = ("ours", "reference")
+RECIPES = ("ours", "robust", "reference")
 REFERENCE_INPUT_RANGES = ("[-1,1]", "[0,1]")
 DEFAULT_SIZE = 299
 DEFAULT_SIGMA_MAX = 5.0
 #: The re-blur pair ``(std1, std2)`` each recipe uses when none is given.
-RECIPE_STDS = {"ours": (1.5, 2.0), "reference": (2.0, 2.5)}
+RECIPE_STDS = {"ours": (1.5, 2.0), "robust": (1.5, 2.0), "reference": (2.0, 2.5)}
 _INTS = ("guided_radius", "subsample")
 _NOT_FLOATS = ("recipe", "size", "propagation", "reference_input_range")
 
@@ -32,21 +32,23 @@ class EstimatorConfig:
 
     Parameters
     ----------
-    recipe : {"ours", "reference"}
-        ``"ours"``: the corrected estimator. ``"reference"``: the published research code's recipe,
-        reproduced for its checkpoints (see ``docs/reference_recipe.md``).
+    recipe : {"ours", "robust", "reference"}
+        ``"ours"``: the corrected estimator. ``"robust"``: the same, made robust on real textures
+        (noise-aware edge thresholds and gradient energies, a three-scale consistency confidence
+        carried into the propagation; see ``docs/estimator.md``). ``"reference"``: the published
+        research code's recipe, reproduced for its checkpoints (see ``docs/reference_recipe.md``).
     size : int, (int, int) or None
         Images are resized to ``size x size`` (bilinear, antialiased when downscaling) before
         estimation; sigma is in pixels of that grid. ``None`` keeps the input size.
     std1, std2 : float, optional
-        The re-blur pair (``0 < std1 < std2``, pixels). ``None``: 1.5 / 2.0 for ``"ours"``,
-        2.0 / 2.5 for ``"reference"``; the resolved values are stored.
+        The re-blur pair (``0 < std1 < std2``, pixels). ``None``: 1.5 / 2.0 for ``"ours"`` and
+        ``"robust"``, 2.0 / 2.5 for ``"reference"``; the resolved values are stored.
     edge_sigma : float
         Scale (px) of the Canny gradient.
     propagation : {"guided", "matting", "none"}
         How sparse edge sigma becomes a dense map (``"reference"``: ``"guided"`` only, its own filter).
     sigma_max : float
-        Upper clamp of sigma in pixels (``"ours"``; the reference recipe clamps at 5).
+        Upper clamp of sigma in pixels (``"ours"``, ``"robust"``; the reference recipe clamps at 5).
     low_threshold, high_threshold : float
         Canny thresholds as fractions of each image's 99th percentile of gradient magnitude.
     min_contrast : float

@@ -20,6 +20,10 @@ DEFAULT_LOW = 0.05
 DEFAULT_HIGH = 0.15
 DEFAULT_MIN_CONTRAST = 0.02
 _QUANTILE = 0.99
+#: Noise-aware floors (``noise=`` of :func:`edge_thresholds`), in stds of a noise gradient component:
+#: a pure-noise gradient magnitude (Rayleigh) exceeds 3 stds at 1 % of pixels, 5 stds at 4e-6.
+NOISE_LOW = 3.0
+NOISE_HIGH = 5.0
 
 
 def non_maximum_suppression(gx: torch.Tensor, gy: torch.Tensor, mag: torch.Tensor | None = None
@@ -157,8 +161,8 @@ def hysteresis(strong: torch.Tensor, weak: torch.Tensor, max_iter: int = 10_000)
 
 
 def edge_thresholds(mag: torch.Tensor, *, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
-                    min_contrast: float = DEFAULT_MIN_CONTRAST, edge_sigma: float = 1.5
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    min_contrast: float = DEFAULT_MIN_CONTRAST, edge_sigma: float = 1.5,
+                    noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image low and high thresholds of the gradient magnitude (see the module docstring).
 
     Parameters
@@ -172,6 +176,10 @@ def edge_thresholds(mag: torch.Tensor, *, low: float = DEFAULT_LOW, high: float 
         is the floor.
     edge_sigma : float
         Scale of ``mag``, for the floor.
+    noise : torch.Tensor, optional
+        ``(B,)`` std of white noise in the image (:func:`~defocus_xai.defocus.noise.noise_level`):
+        the low and high thresholds are then at least ``NOISE_LOW`` and ``NOISE_HIGH`` times the std
+        ``noise / (sqrt(8 pi) edge_sigma^2)`` of each noise gradient component.
 
     Returns
     -------
@@ -193,8 +201,13 @@ def edge_thresholds(mag: torch.Tensor, *, low: float = DEFAULT_LOW, high: float 
         step = max(1, flat.shape[1] // 20000)
         ref = torch.quantile(flat[:, ::step].to(torch.float32), _QUANTILE, dim=1)
         floor = min_contrast / (math.sqrt(2 * math.pi) * edge_sigma)
-        lo = torch.clamp_min(low * ref, floor).to(mag.dtype).view(B, 1, 1, 1)
-        hi = torch.clamp_min(high * ref, floor).to(mag.dtype).view(B, 1, 1, 1)
+        lo = torch.clamp_min(low * ref, floor)
+        hi = torch.clamp_min(high * ref, floor)
+        if noise is not None:
+            g = noise.to(torch.float32) / (math.sqrt(8 * math.pi) * edge_sigma ** 2)
+            lo, hi = torch.maximum(lo, NOISE_LOW * g), torch.maximum(hi, NOISE_HIGH * g)
+        lo = lo.to(mag.dtype).view(B, 1, 1, 1)
+        hi = hi.to(mag.dtype).view(B, 1, 1, 1)
         hi = torch.maximum(hi, lo)
         return lo, hi
 
@@ -235,11 +248,11 @@ def canny(gray: torch.Tensor, *, edge_sigma: float = 1.5, low: float = DEFAULT_L
                                     min_contrast=min_contrast)
 
 
-def canny_from_gradients(gx, gy, mag, *, edge_sigma, low, high, min_contrast):
+def canny_from_gradients(gx, gy, mag, *, edge_sigma, low, high, min_contrast, noise=None):
     """Canny steps after the gradient (shared by :func:`canny` and the estimator)."""
     with torch.no_grad():
         lo, hi = edge_thresholds(mag, low=low, high=high, min_contrast=min_contrast,
-                                 edge_sigma=edge_sigma)
+                                 edge_sigma=edge_sigma, noise=noise)
         peaks = non_maximum_suppression(gx, gy, mag)
         weak = peaks & (mag >= lo)
         strong = peaks & (mag >= hi)

@@ -21,7 +21,9 @@ from .config import EstimatorConfig
 from .edges import canny_from_gradients
 from .filters import DEFAULT_TRUNCATE, gaussian_derivatives
 from .propagation import guided_propagation
+from .noise import noise_level
 from .ratio import edge_sigma
+from .robust import STD3_FACTOR, robust_edge_sigma
 from .resize import resize_batch, upscale_note
 from .result import DefocusResult
 
@@ -51,22 +53,29 @@ def _config_from(config: EstimatorConfig | None, settings: dict) -> EstimatorCon
 
 
 def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
-    """``(dense, sparse, edges)`` of the corrected recipe for a ``(B, 3, H, W)`` batch."""
+    """``(dense, sparse, edges)`` of the corrected recipes (``"ours"``, ``"robust"``) for a
+    ``(B, 3, H, W)`` batch."""
     x = resize_batch(batch, cfg.size)
     gray = to_gray(x)
-    scales = [cfg.edge_sigma, cfg.std1, cfg.std2]
+    robust = cfg.recipe == "robust"
+    scales = [cfg.edge_sigma, cfg.std1, cfg.std2] + ([STD3_FACTOR * cfg.std2] if robust else [])
     uniq = sorted(set(scales))
     # First derivatives of all scales in one separable filtering (B, S, 2, H, W).
     d = gaussian_derivatives(gray, uniq, truncate=DEFAULT_TRUNCATE)
-    ie, i1, i2 = (uniq.index(s) for s in scales)
+    ie, *ratio_scales = (uniq.index(s) for s in scales)
 
     ge = d[:, ie].detach()
     gx, gy = ge[:, 0:1], ge[:, 1:2]
     mag = torch.sqrt(gx * gx + gy * gy)
+    noise = noise_level(gray.detach()) if robust else None
     edges = canny_from_gradients(gx, gy, mag, edge_sigma=cfg.edge_sigma, low=cfg.low_threshold,
-                                 high=cfg.high_threshold, min_contrast=cfg.min_contrast)
+                                 high=cfg.high_threshold, min_contrast=cfg.min_contrast,
+                                 noise=noise)
 
-    sparse, conf = edge_sigma(d, (i1, i2), edges, cfg)
+    if robust:
+        sparse, conf = robust_edge_sigma(d, tuple(ratio_scales), edges, cfg, noise)
+    else:
+        sparse, conf = edge_sigma(d, tuple(ratio_scales), edges, cfg)
     edges_f = edges.to(gray.dtype)
     if cfg.propagation == "none":
         dense = sparse
@@ -112,7 +121,9 @@ def estimate_defocus(images, config: EstimatorConfig | None = None, *, device=No
     **settings
         The fields of :class:`EstimatorConfig`: ``size`` (default 299; images are resized to
         ``size x size``, sigma is in pixels of that grid; ``None`` keeps the input size), ``recipe``
-        (``"ours"`` or ``"reference"``, the published research code's maps, for its checkpoints),
+        (``"ours"``; ``"robust"``, the same with noise-aware thresholds and a three-scale
+        consistency confidence, for real textures; or ``"reference"``, the published research
+        code's maps, for its checkpoints),
         ``propagation`` (``"guided"``: normalized convolution + guided filter, fast and
         differentiable; ``"matting"``: exact closed-form matting Laplacian solve, CPU, slow;
         ``"none"``: ``dense = sparse``), ``std1`` / ``std2``, ``edge_sigma``, ``sigma_max`` and the

@@ -58,17 +58,18 @@ def sigma_from_ratio(r2: torch.Tensor, std1: float, std2: float,
 def _cross_derivatives(d: torch.Tensor, scales: tuple, idx: torch.Tensor):
     """First derivatives and their 5-point central differences at the pixels ``idx``.
 
-    ``d`` is ``(B, S, 2, H, W)`` (``Ix, Iy`` per scale), ``scales`` the indices of the two re-blur
-    scales in it, ``idx`` flat indices into ``(B, H, W)``. Returns ``c, dxs, dys``, each ``(4, K)``
-    over the channels ``Ix1, Iy1, Ix2, Iy2``: the values, their x and their y derivatives (one
-    gather of a 5-point cross per channel, indices clamped at the border).
+    ``d`` is ``(B, S, 2, H, W)`` (``Ix, Iy`` per scale), ``scales`` the indices of the re-blur
+    scales in it, ``idx`` flat indices into ``(B, H, W)``. Returns ``c, dxs, dys``, each
+    ``(2 n, K)`` over the channels ``Ix1, Iy1, Ix2, Iy2, ...`` of the ``n`` scales: the values, their
+    x and their y derivatives (one gather of a 5-point cross per channel, indices clamped at the
+    border).
     """
     B, S, _, H, W = d.shape
     n_pix = H * W
     b = idx // n_pix
     rem = idx - b * n_pix
     y, x = rem // W, rem % W
-    # Channel planes (Ix, Iy at std1, then at std2) in d's flat layout.
+    # Channel planes (Ix, Iy at std1, then at std2, ...) in d's flat layout.
     chan = torch.tensor([(2 * k + j) * n_pix for k in scales for j in (0, 1)], device=d.device)
     # Cross offsets: centre, x -2, -1, +1, +2, y -2, -1, +1, +2 (clamped at the border).
     steps = torch.tensor([0, -2, -1, 1, 2], device=d.device)
@@ -76,8 +77,8 @@ def _cross_derivatives(d: torch.Tensor, scales: tuple, idx: torch.Tensor):
     xx = (x.view(1, -1) + steps.view(-1, 1)).clamp_(0, W - 1)            # (5, K)
     yy = (y.view(1, -1) + steps[1:].view(-1, 1)).clamp_(0, H - 1)        # (4, K)
     sp = torch.cat([y.view(1, -1) * W + xx, yy * W + x.view(1, -1)], 0)  # (9, K)
-    base = (b * (S * 2 * n_pix)).view(1, 1, -1) + chan.view(1, 4, 1)    # (1, 4, K)
-    v = d.reshape(-1).take(base + sp.view(9, 1, -1))                     # (9, 4, K)
+    base = (b * (S * 2 * n_pix)).view(1, 1, -1) + chan.view(1, -1, 1)   # (1, 2n, K)
+    v = d.reshape(-1).take(base + sp.view(9, 1, -1))                     # (9, 2n, K)
     dxs = (8.0 * (v[3] - v[2]) - (v[4] - v[1])) / 12.0
     dys = (8.0 * (v[7] - v[6]) - (v[8] - v[5])) / 12.0
     return v[0], dxs, dys
