@@ -263,3 +263,107 @@ def test_torchrun_two_processes_equal_single(tmp_path, reference):
 def test_export_on_cuda(tmp_path, reference):
     out = _export(tmp_path / "gpu", device="cuda")
     _assert_same(load_attributions(out), reference, exact=False)
+
+
+def test_second_export_into_a_locked_output_fails_at_once(tmp_path):
+    from defocus_xai.store.atomic import OutputLocked, output_lock
+
+    for out in (tmp_path / "folder", tmp_path / "one.npz"):
+        with output_lock(out):
+            with pytest.raises(OutputLocked, match=rf"{out.name}: another export \(pid {os.getpid()}\)"):
+                _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)
+        assert _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None) == out
+        assert not list(tmp_path.glob("**/*.lock"))  # released and removed
+
+
+def test_lock_held_by_another_process(tmp_path):
+    out = tmp_path / "held"
+    code = ("import sys, time; from defocus_xai.store.atomic import output_lock\n"
+            f"with output_lock({str(out)!r}):\n    print('locked', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        with pytest.raises(OSError, match=rf"pid {proc.pid}\)"):
+            _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)  # a dead holder blocks nothing
+
+
+def test_other_shard_split_refused_not_mixed(tmp_path, reference):
+    out = _export(tmp_path / "split", num_shards=2, shard_index=0)
+    with pytest.raises(ValueError, match="another shard split: 2 shards, not 1"):
+        _export(out)
+    assert len(list(out.glob("shard-*.npz"))) == 2  # nothing written, nothing removed
+    _export(out, resume=False)  # starts over: the old split's files go
+    assert read_index(out)["num_samples"] == N and len(list(out.glob("shard-00000-of-00002-*"))) == 0
+    _assert_same(load_attributions(out), reference)
+    # another shard of the same export into the same folder is fine (same settings and split)
+    a = _export(tmp_path / "both", n=4, num_shards=2, shard_index=0)
+    _export(a, n=4, num_shards=2, shard_index=1)
+    assert read_index(a)["complete"]
+
+
+def test_disk_full_removes_temporary_files_and_names_the_file(tmp_path, monkeypatch, reference):
+    import errno
+
+    calls = []
+
+    def full(f, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(f, **arrays)
+
+    real = np.savez
+    monkeypatch.setattr(np, "savez", full)
+    out = tmp_path / "full"
+    with pytest.raises(OSError, match=r"shard-00000-of-00001-chunk-000001\.npz: no space left") as exc:
+        _export(out)
+    assert exc.value.errno == errno.ENOSPC
+    assert not list(out.glob(".*.tmp")) and not (out / ".lock").exists()
+    monkeypatch.setattr(np, "savez", real)
+    _export(out)  # free space, rerun: resumes
+    _assert_same(load_attributions(out), reference)
+
+
+def test_nan_detector_refused_naming_detector_and_sample(tmp_path):
+    det = tiny_defocus_detector(16)
+    with torch.no_grad():
+        next(det.parameters())[0].fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"scores of sample 0 \(toy/0000.png\) are not finite .* detector"):
+        export_attributions(det, ToyData(2), tmp_path / "nan.npz", methods=("saliency",), progress=False)
+    assert not (tmp_path / "nan.npz").exists() and not list((tmp_path / "nan.npz.parts").glob("shard-*"))
+
+
+class _Scaled(ToyData):
+    def __getitem__(self, i):
+        s = super().__getitem__(i)
+        return dict(s, image=s["image"] * 5)
+
+
+def test_inputs_outside_their_range_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"sample 0 \(toy/0000.png\): image values span .* expected floats in "
+                                         r"\[0, 1\]"):
+        export_attributions(tiny_defocus_detector(16), _Scaled(2), tmp_path / "a.npz", methods=("saliency",),
+                            progress=False)
+    with pytest.raises(ValueError, match=r"background maps \(normalized\): image values span"):
+        export_attributions(tiny_defocus_detector(16), ToyData(2), tmp_path / "b.npz", methods=("saliency",),
+                            background=torch.full((2, 1, 16, 16), 5.0), progress=False)
+    with pytest.raises(ValueError, match="NaN"):
+        export_attributions(tiny_defocus_detector(16), ToyData(2), tmp_path / "c.npz", methods=("saliency",),
+                            background=torch.full((2, 3, 16, 16), float("nan")), progress=False)
+
+
+def test_unlabeled_samples_are_label_minus_one(tmp_path):
+    class Unlabeled(ToyData):
+        def __getitem__(self, i):
+            return dict(super().__getitem__(i), label=-1)
+
+    s = load_attributions(export_attributions(tiny_defocus_detector(16), Unlabeled(2), tmp_path / "u.npz",
+                                              methods=("saliency",), progress=False))
+    assert s["labels"].tolist() == [-1, -1] and len(s.real()) == len(s.fake()) == 0
+    with pytest.raises(ValueError, match="label 2"):
+        export_attributions(tiny_defocus_detector(16), [{"image": torch.zeros(3, 16, 16), "label": 2}],
+                            tmp_path / "v.npz", methods=("saliency",), progress=False)

@@ -302,3 +302,48 @@ def test_corrupt_shard_is_a_value_error_naming_the_file(tmp_path):
     (store / S0).write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(ValueError, match=S0):
         load_attributions(store)
+
+
+def test_merge_holds_the_output_lock(tmp_path):
+    from defocus_xai.store.atomic import OutputLocked, output_lock
+
+    store = _store(tmp_path / "s", [(S0, _arrays(2))])
+    for out in (tmp_path / "m", tmp_path / "m.npz"):
+        with output_lock(out, "export"):
+            with pytest.raises(OutputLocked, match=rf"{out.name}: another export \(pid {os.getpid()}\)"):
+                merge_exports([store], out)
+        assert merge_exports([store], out) == out
+    assert not list(tmp_path.glob("**/*lock"))
+
+
+def test_merge_into_a_folder_holding_other_shards_refused(tmp_path):
+    a = _store(tmp_path / "a", [(S0, _arrays(2))])
+    other = _store(tmp_path / "other", [(shard_name(0, 2, 0), _arrays(2, seed=5, offset=8))])
+    with pytest.raises(ValueError, match="not among the inputs"):
+        merge_exports([a], other)
+    assert merge_exports([a], a) == a  # into one of the inputs: fine
+
+
+@pytest.mark.parametrize("what", ["shard", "index", "npz"])
+def test_disk_full_names_the_file_and_leaves_no_tmp(tmp_path, monkeypatch, what):
+    import errno
+
+    from defocus_xai.store import atomic
+
+    store = _store(tmp_path / "s", [(S0, _arrays(2))])
+    real_replace = os.replace
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    target, call = {
+        "shard": (tmp_path / "s" / S1, lambda: write_shard(tmp_path / "s" / S1, _arrays(2, offset=2))),
+        "index": (tmp_path / "s" / "index.json", lambda: write_index(tmp_path / "s", [], complete=True)),
+        "npz": (tmp_path / "m.npz", lambda: merge_exports([store], tmp_path / "m.npz")),
+    }[what]
+    with pytest.raises(OSError, match=rf"{target.name}: no space left on device") as exc:
+        call()
+    assert exc.value.errno == errno.ENOSPC
+    monkeypatch.setattr(atomic.os, "replace", real_replace)
+    assert not list(tmp_path.glob("**/.*.tmp")) and not list(tmp_path.glob("**/*.lock"))

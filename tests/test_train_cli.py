@@ -31,8 +31,10 @@ def test_train_then_evaluate_cli(tmp_path, capsys):
     assert "resuming" in capsys.readouterr().out
     assert (out / "last.pt").read_bytes() == before
     # a different configuration is refused instead of silently mixing runs
-    assert main(args[:-3] + ["--lr", "0.01", "--out", str(out), "--no-progress"]) == 2
-    assert "different run" in capsys.readouterr().err
+    assert main(args[:-3] + ["--lr", "0.01", "--out", str(out), "--no-progress"]) == 1  # a runtime error
+    err = capsys.readouterr().err
+    assert "defocus-xai train: error: " in err and "different run" in err
+    assert "--no-resume" in err and "resume=False" not in err
 
     ev = tmp_path / "eval"
     assert main(["evaluate", "--detector", str(out / "best.pt"), "--data", "synth:16:1", "--out", str(ev),

@@ -7,34 +7,34 @@ Writes into ``--out DIR``: ``metrics.json`` (overall metrics, the detector's ide
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 
+from ._common import bundled_note, check_data_arg, check_detector_arg, positive_int
 from .train import DATA_SPEC_HELP
 
 
 def register(subparsers) -> None:
     """Add the ``evaluate`` sub-command."""
     p = subparsers.add_parser(
-        "evaluate", help="evaluate a detector on a data set (metrics JSON + per-family CSV)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "evaluate", help="evaluate a detector on a data set (metrics JSON + per-family CSV)", description=__doc__,
     )
     p.add_argument("--detector", default="bundled-defocus",
                    help="bundled-defocus, bundled-rgb, or a checkpoint path (ours or the paper's)")
     p.add_argument("--arch", choices=("defocus", "rgb", "two-branch"), default=None,
                    help="force the detector architecture (default: detected)")
     p.add_argument("--data", required=True, help=f"evaluation data: {DATA_SPEC_HELP}")
-    p.add_argument("--split", default=None, help="FF++ / CIFAKE split (default test)")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--split", default=None, help="FF++ / CIFAKE split (default: test)")
+    p.add_argument("--size", type=positive_int, default=None,
                    help="image size the data set delivers (default: the detector's map/input size, else 128)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--device", default=None)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--skip-unreadable", action="store_true",
-                   help="skip (and report) unreadable image files instead of failing")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per batch")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability above which an image is called fake")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="an unreadable image stops the run (raise) or is left out and listed at the end (skip)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output folder, created")
     p.set_defaults(func=run)
 
 
@@ -50,17 +50,26 @@ def run(args) -> int:
     import numpy as np
     import pandas as pd
 
+    from ..data.io import ImageLoadError
     from ..data.spec import dataset_from_spec
     from ..detect import evaluate_detector, load_detector
     from .train import _clean
 
+    kind = check_data_arg(args.data)[0]
+    check_detector_arg(args.detector)
     det = load_detector(args.detector, arch=args.arch, device=args.device)
     size = args.size or _detector_size(det)
-    data = dataset_from_spec(args.data, size=size, role="test", split=args.split,
-                             on_error="skip" if args.skip_unreadable else "raise")
-    metrics, per_group, scores = evaluate_detector(
-        det, data, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
-        progress=not args.no_progress, threshold=args.threshold)
+    data = dataset_from_spec(args.data, size=size, role="test", split=args.split, on_error=args.on_error)
+    note = bundled_note([args.detector], kind)
+    if note:
+        print(f"defocus-xai evaluate: {note}", file=sys.stderr)
+    try:
+        metrics, per_group, scores = evaluate_detector(
+            det, data, batch_size=args.batch_size, device=args.device, num_workers=args.workers,
+            progress=not args.no_progress, threshold=args.threshold)
+    except ValueError as err:  # non-finite scores, unreadable images: say which detector and data
+        hint = " (--on-error skip leaves unreadable images out)" if isinstance(err, ImageLoadError) else ""
+        raise ValueError(f"--detector {args.detector} on --data {args.data}: {err}{hint}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     skipped = [list(s) for s in getattr(data, "skipped", [])]
@@ -74,7 +83,9 @@ def run(args) -> int:
     fams = list(fams) if fams is not None else [""] * len(scores)
     pd.DataFrame({"index": np.arange(len(scores)), "label": labels, "family": fams,
                   "score": scores}).to_csv(out / "scores.csv", index=False)
+    for path, reason in skipped:
+        print(f"defocus-xai evaluate: skipped {path!r}: {reason}", file=sys.stderr)
     print(per_group[["n_real", "n_fake", "roc_auc", "average_precision", "accuracy", "eer"]]
           .to_string(float_format=lambda v: f"{v:.4f}"))
-    print(f"wrote {out / 'metrics.json'}, {out / 'per_group.csv'}, {out / 'scores.csv'}")
+    print(f"wrote {out / 'metrics.json'}, {out / 'per_group.csv'}, {out / 'scores.csv'}; skipped {len(skipped)}")
     return 0

@@ -1,23 +1,31 @@
 """``defocus-xai export``: defocus maps and attributions of a data set to the ``.npz`` store.
 
-Examples::
+Examples:
 
     defocus-xai export --data synth:1000 --detector bundled-defocus --out exports/synth.npz
     defocus-xai export --data synth:1000 --detector bundled-defocus --out exports/synth
+    defocus-xai export --data unlabeled:photos/ --detector runs/defocus/best.pt --out exports/photos.npz
     defocus-xai export --data ff++:/data/FF++:test --detector dn.pth --rgb-detector rgb.pth \\
         --methods shap_gradient integrated_gradients --background 10 --out exports/ffpp
     torchrun --nproc_per_node=4 -m defocus_xai export --data synth:100000 --out exports/big
 
-An ``--out`` ending in ``.npz`` is one file (plain ``numpy.load`` reads it); anything else a store
-folder. Rerunning the same command resumes an interrupted export (``--no-resume`` starts over).
+An --out ending in .npz is one file (plain numpy.load reads it); anything else a store folder. Rerunning
+the same command resumes an interrupted export (--no-resume starts over). One export writes into an
+output at a time; an output made with other settings or another shard split is refused.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+from ._common import UsageError, bundled_note, check_data_arg, check_detector_arg, existing_path, positive_int
 
 _METHODS = ("shap_gradient", "shap_deep", "gradient_shap", "integrated_gradients", "deeplift", "saliency",
             "input_x_gradient", "occlusion")
+_DATA_HELP = ("synth[:N[:SEED]] | folder:PATH (PATH/real/**, PATH/fake/**) | ff++:PATH[:SPLIT] | "
+              "cifake:PATH[:SPLIT] | unlabeled:PATH (image files below PATH, or one image: label -1, "
+              "attributions and scores only)")
 
 
 def register(subparsers) -> None:
@@ -25,40 +33,70 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
         help="export defocus maps and attributions to one .npz file or a store folder (resumable, torchrun)",
-        description="Stream a data set through a detector and write maps, scores and attributions to one "
-                    ".npz file (--out NAME.npz) or to a folder of .npz shards with an index.json "
-                    "(see docs/npz_format.md).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__,
     )
-    p.add_argument("--data", required=True,
-                   help="synth[:N[:SEED]] | folder:PATH | ff++:PATH[:SPLIT] | cifake:PATH[:SPLIT]")
-    p.add_argument("--size", type=int, default=None,
+    p.add_argument("--data", required=True, help=_DATA_HELP)
+    p.add_argument("--size", type=positive_int, default=None,
                    help="image size the data set delivers (default: the detector's input size)")
     p.add_argument("--detector", default="bundled-defocus", help="bundled-defocus or a checkpoint path")
-    p.add_argument("--rgb-detector", default=None, help="bundled-rgb or a checkpoint path (rgb_shaps)")
+    p.add_argument("--rgb-detector", default=None,
+                   help="bundled-rgb or a checkpoint path, explained on the images too (rgb_shaps)")
     p.add_argument("--methods", nargs="+", default=["shap_gradient"], choices=_METHODS, metavar="METHOD",
-                   help=f"attribution methods (default shap_gradient; any of {', '.join(_METHODS)})")
+                   help=f"attribution methods, any of {', '.join(_METHODS)}")
     p.add_argument("--engine", choices=("batched", "shap", "captum"), default=None,
-                   help="engine of shap_gradient: batched (default; shap's estimator and draws, vectorized), "
-                        "shap (shap.GradientExplainer per image) or captum")
+                   help="engine of shap_gradient: batched (shap's estimator and draws, vectorized), shap "
+                        "(shap.GradientExplainer per image) or captum (default: batched)")
     p.add_argument("--out", required=True,
                    help="NAME.npz: one file; anything else: a store folder (needed with --num-shards > 1)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--chunk-size", type=int, default=256, help="samples per shard file")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="random draws per sample (shap_gradient, gradient_shap; default 200)")
-    p.add_argument("--n-steps", type=int, default=None,
-                   help="quadrature steps (integrated_gradients; default 50)")
-    p.add_argument("--background", type=int, default=None,
-                   help="use the first K samples as background (default: an all-zero input)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--shard-index", type=int, default=0)
-    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images per batch")
+    p.add_argument("--chunk-size", type=positive_int, default=256, help="samples per shard file")
+    p.add_argument("--n-samples", type=positive_int, default=None,
+                   help="random draws per sample (shap_gradient, gradient_shap; default: 200)")
+    p.add_argument("--n-steps", type=positive_int, default=None,
+                   help="quadrature steps (integrated_gradients; default: 50)")
+    p.add_argument("--background", type=positive_int, default=None,
+                   help="use the first K samples as the attribution reference (default: an all-zero input)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draws")
+    p.add_argument("--shard-index", type=int, default=0, help="which shard of --num-shards to export")
+    p.add_argument("--num-shards", type=positive_int, default=1,
+                   help="split the data set into this many contiguous shards (one process or machine each)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="an unreadable image stops the export (raise) or is left out and listed at the end "
+                        "(skip)")
     p.add_argument("--no-resume", action="store_true", help="discard this shard's files and start over")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
+
+
+def unlabeled_data(path: Path, *, size: int, on_error: str):
+    """The image files below ``path`` (or the one image ``path``) as a data set with label -1."""
+    from ..data.datasets.base import ImageDataset, _Record
+    from ..data.datasets.files import IMAGE_EXTENSIONS, _list_images
+    from ..data.io import DEFAULT_MAX_PIXELS
+
+    files = _list_images(path, IMAGE_EXTENSIONS) if path.is_dir() else [path]
+    if not files:
+        raise UsageError(f"--data unlabeled:{path}: no image files found below it")
+    root = path if path.is_dir() else path.parent
+    records = [_Record(path=str(f), label=-1, family="unlabeled",
+                       source_id=f.relative_to(root).with_suffix("").as_posix()) for f in files]
+    return ImageDataset._from_records(records, size=size, on_error=on_error, max_pixels=DEFAULT_MAX_PIXELS,
+                                      fill=(1.0, 1.0, 1.0))
+
+
+def _check(args) -> str:
+    """Check the arguments up front (usage errors); return the kind of ``--data``."""
+    if not 0 <= args.shard_index < args.num_shards:
+        raise UsageError(f"--shard-index must be in [0, --num-shards), got {args.shard_index} of "
+                         f"{args.num_shards}")
+    check_detector_arg(args.detector, "--detector")
+    check_detector_arg(args.rgb_detector, "--rgb-detector")
+    if args.data.startswith("unlabeled:"):
+        existing_path(args.data.partition(":")[2], "--data")
+        return "unlabeled"
+    return check_data_arg(args.data)[0]
 
 
 def _load(name: str | None, device):
@@ -69,33 +107,48 @@ def _load(name: str | None, device):
     return load_detector(name, device=device)
 
 
+def _summary(out: Path, skipped) -> None:
+    from ..store import load_attributions, read_index
+
+    for path, reason in skipped:
+        print(f"defocus-xai export: skipped {str(path)!r}: {reason}", file=sys.stderr)
+    if out.is_file():
+        print(f"{out}: {len(load_attributions(out))} samples in one file; skipped {len(skipped)}")
+    else:
+        idx = read_index(out)
+        print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples in {len(idx['shards'])} "
+              f"shard files; complete={idx['complete']}; skipped {len(skipped)}")
+
+
 def run(args) -> int:
     """Run the export described by the parsed ``args``."""
     from .._device import resolve_device
+    from ..data.io import ImageLoadError
     from ..data.spec import dataset_from_spec
     from ..explain.export import export_attributions
-    from ..store import load_attributions, read_index
     from .evaluate import _detector_size
 
+    kind = _check(args)
     device = resolve_device(args.device)
-
     det = _load(args.detector, device)
-    try:
-        data = dataset_from_spec(args.data, size=args.size or _detector_size(det), role="test")
-    except ValueError as err:
-        raise SystemExit(f"defocus-xai export: --data {args.data!r}: {err}") from None
+    size = args.size or _detector_size(det)
+    if kind == "unlabeled":
+        data = unlabeled_data(Path(args.data.partition(":")[2]), size=size, on_error=args.on_error)
+    else:
+        data = dataset_from_spec(args.data, size=size, role="test", on_error=args.on_error)
     rgb = _load(args.rgb_detector, device)
-    out = export_attributions(
-        det, data, args.out, methods=tuple(args.methods), rgb_detector=rgb, background=args.background,
-        n_samples=args.n_samples, n_steps=args.n_steps, seed=args.seed, batch_size=args.batch_size,
-        chunk_size=args.chunk_size, num_shards=args.num_shards, shard_index=args.shard_index,
-        resume=not args.no_resume, progress=not args.quiet, device=args.device, engine=args.engine,
-        num_workers=args.num_workers)
+    note = bundled_note([args.detector, args.rgb_detector], kind)
+    if note:
+        print(f"defocus-xai export: {note}", file=sys.stderr)
+    try:
+        out = export_attributions(
+            det, data, args.out, methods=tuple(args.methods), rgb_detector=rgb, background=args.background,
+            n_samples=args.n_samples, n_steps=args.n_steps, seed=args.seed, batch_size=args.batch_size,
+            chunk_size=args.chunk_size, num_shards=args.num_shards, shard_index=args.shard_index,
+            resume=not args.no_resume, progress=not args.quiet, device=args.device, engine=args.engine,
+            num_workers=args.num_workers)
+    except ImageLoadError as err:
+        raise ImageLoadError(err.path, f"{err.reason} (--on-error skip leaves unreadable images out)") from None
     if not args.quiet:
-        if out.is_file():
-            print(f"{out}: {len(load_attributions(out))} samples in one file")
-        else:
-            idx = read_index(out)
-            print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples in {len(idx['shards'])} "
-                  f"shard files; complete={idx['complete']}")
+        _summary(out, list(getattr(data, "skipped", [])))
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._common import existing_path
+
 
 def register(subparsers) -> None:
     """Add the ``merge`` sub-command."""
@@ -10,12 +12,13 @@ def register(subparsers) -> None:
         help="join store folders (shards of one data set) into one store folder or one .npz file",
         description="Join the shard files of several exports made with the same settings: hard-linked "
                     "(or copied) into one folder with a new index.json, or assembled into one .npz file "
-                    "when --out ends in .npz. Overlapping samples or different grids are an error.",
+                    "when --out ends in .npz. Overlapping samples, different settings or grids are an error; "
+                    "one merge or export writes into --out at a time.",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="store folders (or their index.json)")
     p.add_argument("--out", required=True, help="destination folder, or NAME.npz for one file")
     p.add_argument("--copy", action="store_true", help="copy instead of hard-linking")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no summary")
     p.set_defaults(func=run)
 
 
@@ -23,6 +26,8 @@ def run(args) -> int:
     """Run the merge described by the parsed ``args``."""
     from ..store import load_attributions, merge_exports, read_index
 
+    for d in args.dirs:
+        existing_path(d, "DIR")
     out = merge_exports(args.dirs, args.out, link=not args.copy)
     if not args.quiet:
         if out.is_file():

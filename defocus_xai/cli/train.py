@@ -7,9 +7,10 @@ resuming: rerun the same command), ``history.json`` and ``train_summary.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
+
+from ._common import check_data_arg, positive_int
 
 #: Accepted --data forms (kept here so that --help does not import torch).
 DATA_SPEC_HELP = (
@@ -22,34 +23,35 @@ DATA_SPEC_HELP = (
 def register(subparsers) -> None:
     """Add the ``train`` sub-command."""
     p = subparsers.add_parser(
-        "train", help="train a detector (defocus, rgb or two-branch)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "train", help="train a detector (defocus, rgb or two-branch)", description=__doc__,
     )
     p.add_argument("--data", required=True, help=f"training data: {DATA_SPEC_HELP}")
     p.add_argument("--val-data", default=None,
-                   help="validation data (same forms); selects the best epoch. Default: none, except the "
-                        "FF++ val split for ff++ training data")
-    p.add_argument("--model", choices=("defocus", "rgb", "two-branch"), default="defocus")
+                   help="validation data (same forms); selects the best epoch (default: none, except the "
+                        "FF++ val split for ff++ training data)")
+    p.add_argument("--model", choices=("defocus", "rgb", "two-branch"), default="defocus",
+                   help="what the detector reads: defocus maps, RGB images, or both")
     p.add_argument("--backbone", default="small-cnn", help="small-cnn or a timm model name (random init)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--size", type=int, default=128, help="image and map size in pixels (default 128)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="training epochs")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per step")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam, cosine schedule)")
+    p.add_argument("--weight-decay", type=float, default=1e-4, help="Adam weight decay")
+    p.add_argument("--size", type=positive_int, default=128, help="image and map size in pixels")
     p.add_argument("--map-norm", choices=("minmax", "fixed"), default="fixed",
-                   help="defocus map normalization (default fixed: sigma / sigma_max)")
-    p.add_argument("--sigma-max", type=float, default=5.0)
-    p.add_argument("--recipe", choices=("ours", "reference"), default="ours", help="defocus map recipe")
-    p.add_argument("--propagation", choices=("guided", "matting", "none"), default="guided")
+                   help="defocus map normalization: per-sample min-max, or fixed (sigma / --sigma-max)")
+    p.add_argument("--sigma-max", type=float, default=5.0, help="sigma in px that maps to 1 (--map-norm fixed)")
+    p.add_argument("--recipe", choices=("ours", "robust", "reference"), default="ours", help="defocus map recipe")
+    p.add_argument("--propagation", choices=("guided", "matting", "none"), default="guided",
+                   help="sparse-to-dense propagation of the defocus map (--recipe ours)")
     p.add_argument("--fusion", choices=("concat", "product"), default="concat", help="two-branch fusion")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of initialization, order and augmentation")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--no-cache", action="store_true", help="recompute the inputs every epoch")
     p.add_argument("--no-augment", action="store_true", help="no random horizontal flips")
     p.add_argument("--no-resume", action="store_true", help="start over even if DIR has a checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder, created")
     p.set_defaults(func=run)
 
 
@@ -89,6 +91,9 @@ def run(args) -> int:
     from ..data.spec import dataset_from_spec, parse_data_spec
     from ..detect import train_detector
 
+    check_data_arg(args.data)
+    if args.val_data is not None:
+        check_data_arg(args.val_data, "--val-data")
     torch.manual_seed(args.seed)
     train = dataset_from_spec(args.data, size=args.size, role="train")
     val_spec = args.val_data

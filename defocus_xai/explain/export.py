@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,11 +21,11 @@ from torch import nn
 
 from .._version import __version__
 from ..detect.protocol import borrowed, uses_maps
-from ..store import (attribution_key, read_index, rebuild_index, shard_info, shard_name, shard_range, write_npz,
-                     write_shard)
-from ..store.shards import read_key, remove_stale_tmp
+from ..store import attribution_key, rebuild_index, shard_name, shard_range, write_shard
+from ..store.atomic import output_lock
 from .distributed import barrier, dist_setup, dist_teardown, rank_device
-from .export_data import image_batch, load_background, sample_arrays, sample_fields
+from .export_data import check_finite, image_batch, load_background, sample_arrays, sample_fields
+from .export_output import check_existing, finish, prepare_output, single_file_done
 from .settings import METHODS, AttributionSettings, describe_background
 
 __all__ = ["export_attributions"]
@@ -89,10 +88,10 @@ class _Exporter:
                 key = attribution_key(space, method)
                 self.settings[key] = s
                 self.meta[key] = dict(s.to_meta(), background=describe_background(bg, source=bg_source),
-                                      detector=(getattr(model, "identity", None) or {}).get("name")
-                                      or type(model).__name__)
+                                      detector=_name(model))
 
     def batch(self, items: list[dict], idx: list[int]) -> dict[str, np.ndarray]:
+        """The store arrays of one batch; non-finite maps, scores or attributions are refused."""
         images = image_batch(items).to(self.device)
         with torch.no_grad():
             maps = self.det.map_from_images(images).float()
@@ -104,7 +103,14 @@ class _Exporter:
                 out[key] = s.attribute(self.det, maps, sample_indices=idx, inputs_are_maps=True)[:, 0].cpu().numpy()
             else:
                 out[key] = s.attribute(self.rgb, images, sample_indices=idx).cpu().numpy()
+        for key, value in out.items():
+            if value.dtype.kind == "f":
+                check_finite(value, key, items, idx, self.meta.get(key, {}).get("detector") or _name(self.det))
         return out
+
+
+def _name(model: nn.Module) -> str:
+    return (getattr(model, "identity", None) or {}).get("name") or type(model).__name__
 
 
 def _fingerprint(cfg: dict) -> str:
@@ -129,44 +135,6 @@ def _export_meta(exp: _Exporter, chunk_size: int, num_shards: int, n_total: int)
         "export": {"fingerprint": _fingerprint(cfg), "config": _jsonable(
             {k: v for k, v in cfg.items() if k not in ("detector", "rgb_detector", "attributions")})},
     }
-
-
-def _check_existing(path: Path, expect_idx: Sequence[int], fingerprint: str) -> bool:
-    """Whether an existing shard file is a valid result of this run for ``expect_idx``."""
-    try:
-        info = shard_info(path)
-        ok = np.array_equal(read_key(path, "sample_index"), np.asarray(expect_idx, np.int64))
-    except (ValueError, KeyError):
-        return False
-    fp = info["meta"].get("export", {}).get("fingerprint")
-    if fp != fingerprint:
-        raise ValueError(f"{path}: was written with other settings (fingerprint {fp} != {fingerprint}); use "
-                         "another output or resume=False")
-    return ok
-
-
-def _single_file_done(out: Path, work: Path, fingerprint: str, resume: bool) -> bool:
-    """For a ``.npz`` target: whether a finished export with these settings is already there."""
-    if out.is_dir():
-        raise ValueError(f"{out}: is a folder; a name ending in .npz means one file here (choose another name)")
-    if work.exists() or not out.exists() or not resume:
-        return False
-    fp = shard_info(out)["meta"].get("export", {}).get("fingerprint")
-    if fp != fingerprint:
-        raise ValueError(f"{out}: was written with other settings (fingerprint {fp} != {fingerprint}); use "
-                         "another output or resume=False")
-    return True
-
-
-def _finish(out: Path, work: Path, n_total: int, num_shards: int) -> None:
-    """Rebuild the index; for a ``.npz`` target, assemble the complete parts into ``out`` and remove them."""
-    rebuild_index(work, n_total, num_shards)
-    if work == out:
-        return
-    doc = read_index(work)
-    if doc["complete"]:
-        write_npz(out, [work / e["file"] for e in doc["shards"]], doc["meta"])
-        shutil.rmtree(work)
 
 
 def _run_chunks(exp: _Exporter, data: Any, work: Path, chunks: list[list[int]], names: list[str], todo: list[int],
@@ -215,7 +183,7 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
         Borrowed: it comes back in the mode and on the device it came in.
     data : Dataset, DataLoader or sequence
         A map-style data set (``len`` and ``[i]``) of dicts with ``image`` (3, H, W) float in ``[0, 1]``
-        (uint8 accepted), ``label`` (0 real, 1 fake) and optionally ``path``, ``source_id``, ``family``,
+        (uint8 accepted), ``label`` (0 real, 1 fake, -1 unlabeled) and optionally ``path``, ``source_id``, ``family``,
         ``mask`` (1, H, W) and ``sigma`` (1, H, W). A ``DataLoader`` is replaced by its ``dataset`` (its
         ``num_workers`` is kept); batching is ours.
     out : path-like
@@ -234,7 +202,7 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
     background : None, int or tensor
         The attribution reference. None: an all-zero map / image. An int ``k``: the first ``k`` samples
         of the data set (the reference used 10 images). Images ``(K, 3, H, W)`` (the maps are computed
-        from them) or maps ``(K, 1, S, S)`` (then the RGB detector uses zeros).
+        from them) or normalized maps ``(K, 1, S, S)`` in ``[0, 1]`` (then the RGB detector uses zeros).
     n_samples, n_steps, seed, engine, batch_size, eval_batch_size
         As in :func:`~defocus_xai.explain.attribute` (``batch_size`` is also the samples per step).
     method_kwargs : dict, optional
@@ -246,7 +214,9 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
         (join the folders with :func:`~defocus_xai.store.merge_exports`). Under ``torchrun`` they come
         from ``WORLD_SIZE`` and ``RANK``.
     resume : bool
-        Keep valid shard files already written (an interrupted run continues); False starts over.
+        Keep valid shard files already written (an interrupted run continues); False starts over. An
+        output holding another export's files (other settings or another shard split) is refused, or
+        with False cleared of them.
     progress : bool
         Show a tqdm progress bar (rank 0 only).
     device : str or torch.device, optional
@@ -260,6 +230,16 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
     -------
     pathlib.Path
         ``out``; open it with :func:`~defocus_xai.store.load_attributions`.
+
+    Raises
+    ------
+    ValueError
+        A sample that breaks the data contract (an image outside ``[0, 1]`` or not finite, a label not
+        in -1, 0, 1); a non-finite map, score or attribution (naming the detector, the key, the sample
+        index and path); an output holding another export's files.
+    OSError
+        :class:`~defocus_xai.store.atomic.OutputLocked` when another export or merge writes into ``out``
+        (one writer per output: the message names the holder's pid); "no space left" naming the file.
 
     Examples
     --------
@@ -300,7 +280,6 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
 def _export(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num_shards: int, shard_index: int,
             resume: bool, progress: bool, num_workers: int, distributed: bool | None) -> Path:
     """The streaming loop of :func:`export_attributions` once models, settings and background are fixed."""
-    n_total = len(data)
     dist_info = dist_setup(exp.device, distributed)
     if dist_info is not None:
         shard_index, num_shards = dist_info.rank, dist_info.world_size
@@ -308,28 +287,47 @@ def _export(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num_shards
     if single and num_shards > 1 and dist_info is None:
         raise ValueError(f"{out}: a single .npz file needs the whole data set; export the shards into folders "
                          "and join them with merge_exports(folders, 'name.npz')")
+    rank0 = dist_info is None or dist_info.rank == 0
+    try:
+        # rank 0 holds the output lock for every rank: one export (of any number of processes) per output
+        with output_lock(out) if rank0 else contextlib.nullcontext():
+            _export_locked(exp, data, out, chunk_size=chunk_size, num_shards=num_shards, shard_index=shard_index,
+                           resume=resume, progress=progress, num_workers=num_workers, dist_info=dist_info)
+    finally:
+        if dist_info is not None:
+            dist_teardown(dist_info)
+    return out
+
+
+def _export_locked(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num_shards: int, shard_index: int,
+                   resume: bool, progress: bool, num_workers: int, dist_info) -> None:
+    n_total = len(data)
+    single = out.suffix == ".npz"
     work = out.with_name(out.name + ".parts") if single else out
     rank0 = dist_info is None or dist_info.rank == 0
     meta_base = _export_meta(exp, chunk_size, num_shards, n_total)
-    if single and _single_file_done(out, work, meta_base["export"]["fingerprint"], resume):
-        return out
+    fp = meta_base["export"]["fingerprint"]
+    if rank0:
+        done = single and single_file_done(out, work, fp, resume)
+        if not done:
+            covered = range(num_shards) if dist_info is not None else (shard_index,)
+            prepare_output(work, num_shards=num_shards, fingerprint=fp, covered=covered, resume=resume)
+    if dist_info is not None:
+        barrier(exp.device)  # the other ranks start once rank 0 holds the lock and the folder is ready
+    if not rank0:  # the same answer as rank 0's: it made the parts folder unless the file was done
+        done = single and single_file_done(out, work, fp, resume)
+    if done:
+        return
     idx_all = list(shard_range(n_total, num_shards, shard_index))
     chunks = [idx_all[s:s + chunk_size] for s in range(0, len(idx_all), chunk_size)]
     names = [shard_name(shard_index, num_shards, c) for c in range(len(chunks))]
-    work.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(work)
-    if not resume:
-        for p in work.glob(f"shard-{shard_index:05d}-of-{num_shards:05d}-chunk-*.npz"):
-            p.unlink()
-    fp = meta_base["export"]["fingerprint"]
-    todo = [c for c in range(len(chunks)) if not _check_existing(work / names[c], chunks[c], fp)
-            ] if resume else list(range(len(chunks)))
+    todo = [c for c in range(len(chunks)) if not check_existing(work / names[c], chunks[c])]
     bar = None
     if progress and rank0:
         from tqdm.auto import tqdm
 
-        done = len(idx_all) - sum(len(chunks[c]) for c in todo)
-        bar = tqdm(total=len(idx_all), initial=done, unit="img", desc=f"export shard {shard_index}")
+        bar = tqdm(total=len(idx_all), initial=len(idx_all) - sum(len(chunks[c]) for c in todo), unit="img",
+                   desc=f"export shard {shard_index}")
     try:
         _run_chunks(exp, data, work, chunks, names, todo, meta_base, batch_size=exp.batch_size,
                     num_workers=num_workers, bar=bar, index=(n_total, num_shards) if rank0 else None,
@@ -339,10 +337,7 @@ def _export(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num_shards
             bar.close()
     if dist_info is not None:
         barrier(exp.device)
-        if rank0:
-            _finish(out, work, n_total, num_shards)
+    if rank0:
+        finish(out, work, n_total, num_shards)
+    if dist_info is not None:
         barrier(exp.device)
-        dist_teardown(dist_info)
-    else:
-        _finish(out, work, n_total, num_shards)
-    return out

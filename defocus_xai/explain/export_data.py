@@ -1,4 +1,5 @@
-"""What the exporter reads from a data set: checked samples, the attribution background, per-sample arrays."""
+"""What the exporter reads from a data set: checked samples, the attribution background, per-sample arrays,
+and the check that what it writes is finite."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["sample_fields", "image_batch", "sample_arrays", "load_background"]
+__all__ = ["sample_fields", "image_batch", "sample_arrays", "load_background", "check_finite", "LABELS"]
+
+LABELS = (-1, 0, 1)
+"""Labels a sample may carry: 0 real, 1 fake, -1 unlabeled (a folder of photos: attribution only)."""
 
 
 def _default_path(data: Any, i: int) -> str:
@@ -18,8 +22,21 @@ def _default_path(data: Any, i: int) -> str:
     return f"{name}:{i}"
 
 
+def _check_image(img: torch.Tensor, where: str) -> None:
+    """Refuse a float image that is not finite or outside [0, 1] (the documented range)."""
+    if not bool(torch.isfinite(img).all()):
+        raise ValueError(f"{where}: image holds {int((~torch.isfinite(img)).sum())} NaN or infinite value(s)")
+    lo, hi = float(img.min()), float(img.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"{where}: image values span [{lo:.4g}, {hi:.4g}]; expected floats in [0, 1] "
+                         "(or uint8 in [0, 255])")
+
+
 def sample_fields(sample: Any, index: int, data: Any) -> dict:
     """One sample of ``data`` checked and converted: float image (3, H, W) in [0, 1], label, path, extras.
+
+    ``label`` is 0 (real), 1 (fake) or -1 (unlabeled: an export for attributions only). A float image
+    must be finite and in ``[0, 1]``.
 
     Examples
     --------
@@ -32,15 +49,17 @@ def sample_fields(sample: Any, index: int, data: Any) -> dict:
     img = torch.as_tensor(sample["image"])
     if img.ndim != 3 or img.shape[0] != 3:
         raise ValueError(f"sample {index}: 'image' must be (3, H, W), got shape {tuple(img.shape)}")
+    path = str(sample.get("path") or _default_path(data, index))
     if img.dtype == torch.uint8:
         img = img.float() / 255.0
+    _check_image(img.float(), f"sample {index} ({path})")
     lab = sample.get("label")
     if lab is None:
-        raise ValueError(f"sample {index}: no 'label'")
+        raise ValueError(f"sample {index} ({path}): no 'label' (0 real, 1 fake, -1 unlabeled)")
     lab = int(lab)
-    if lab < 0:
-        raise ValueError(f"sample {index}: label {lab} (unreadable image?) cannot be exported")
-    out = {"image": img.float(), "label": lab, "path": str(sample.get("path") or _default_path(data, index))}
+    if lab not in LABELS:
+        raise ValueError(f"sample {index} ({path}): label {lab}; expected 0 (real), 1 (fake) or -1 (unlabeled)")
+    out = {"image": img.float(), "label": lab, "path": path}
     for k in ("source_id", "family"):
         if sample.get(k) is not None:
             out[k] = str(sample[k])
@@ -112,4 +131,25 @@ def load_background(background: Any, data: Any) -> tuple[torch.Tensor | None, st
     images = torch.as_tensor(background).float()
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"background must be (K, 3, H, W) images or (K, 1, S, S) maps, got {tuple(images.shape)}")
+    _check_image(images, "background " + ("maps (normalized)" if images.shape[1] == 1 else "images"))
     return images, None
+
+
+def check_finite(values: np.ndarray, key: str, items: list[dict], idx: list[int], detector: str) -> None:
+    """Refuse a batch whose ``key`` holds NaN or infinite values, naming detector, sample index and path.
+
+    Examples
+    --------
+    >>> check_finite(np.zeros((1, 2)), "scores", [{"path": "a.png"}], [0], "det")
+    >>> check_finite(np.full((1, 2), np.nan), "scores", [{"path": "a.png"}], [0], "det")
+    Traceback (most recent call last):
+    ...
+    ValueError: scores of sample 0 (a.png) are not finite (2 NaN or infinite values) with detector 'det'; a detector with NaN weights, or inputs it cannot handle?
+    """
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        n_bad = int((~np.isfinite(values[j])).sum())
+        raise ValueError(f"{key} of sample {idx[j]} ({items[j].get('path')}) are not finite ({n_bad} NaN or "
+                         f"infinite values) with detector {detector!r}; a detector with NaN weights, or inputs "
+                         "it cannot handle?")

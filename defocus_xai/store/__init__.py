@@ -17,6 +17,7 @@ Examples
 (2, (2, 8, 8), ['b.png'])
 """
 
+from .atomic import OutputLocked
 from .index import INDEX_NAME, read_index, rebuild_index, write_index
 from .merge import merge_exports
 from .npzfile import write_npz
@@ -29,6 +30,7 @@ __all__ = [
     "AttributionSet",
     "load_store_arrays",
     "merge_exports",
+    "OutputLocked",
     "write_shard",
     "write_npz",
     "write_index",

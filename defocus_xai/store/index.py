@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from .._version import __version__
+from .atomic import atomic_file
 from .schema import FORMAT_NAME, SCHEMA_VERSION, now
 from .shards import SHARD_RE, read_key, shard_info
 
@@ -22,15 +23,10 @@ INDEX_NAME = "index.json"
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def check_entry(index_path: Path, entry: object) -> str:

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .._version import __version__
+from .atomic import atomic_file
 from .reader import _Shard, check_shards
 from .schema import SCHEMA_VERSION, now
 from .shards import read_key, shard_info
@@ -97,8 +98,7 @@ def write_npz(path: str | os.PathLike, shard_paths: Sequence[str | os.PathLike],
     m.setdefault("library_version", __version__)
     m.setdefault("created_at", now())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
+    with atomic_file(path) as tmp:
         with open(tmp, "wb") as fh:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for key, (shape, dtype) in layout.items():
@@ -108,7 +108,4 @@ def write_npz(path: str | os.PathLike, shard_paths: Sequence[str | os.PathLike],
             fh.flush()
             os.fsync(fh.fileno())
         shard_info(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 
 from .._version import __version__
+from .atomic import atomic_file
 from .schema import SCHEMA_VERSION, canonical, check_consistency, check_key, now, validate_arrays
 
 __all__ = ["SHARD_RE", "shard_name", "shard_range", "write_shard", "npz_headers", "shard_info", "read_key",
@@ -55,7 +56,8 @@ def write_shard(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta:
 
     The data go to a temporary file in the same folder, which is flushed, ``fsync``-ed and then
     renamed onto ``path`` with :func:`os.replace`: a reader (or a resumed export) sees the complete
-    file or none.
+    file or none. On failure (a full disk: "no space left", naming the file) the temporary file is
+    removed.
 
     Parameters
     ----------
@@ -88,15 +90,10 @@ def write_shard(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], meta:
     m.setdefault("created_at", now())
     out["meta"] = np.array(json.dumps(m, sort_keys=True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **out)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **out)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
