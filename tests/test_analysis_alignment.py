@@ -1,4 +1,4 @@
-"""Alignment score vs a direct NumPy transcription of UPSTREAM.md section 4.5; summary, CI, baseline."""
+"""Alignment score vs a direct NumPy transcription of the paper's code; summary, CI, controls."""
 
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ EPS = 1e-10
 
 
 def reference_alignment(fake, real, shap, bins=20, eps=EPS):
-    """UPSTREAM section 4.5, written out: histograms of fake defocus values over [0, 1] weighted by
+    """The paper's alignment code, written out: histograms of fake defocus values over [0, 1] weighted by
     |fake - real| (A) and by |SHAP| (B), L1-normalized; overlap = sum(min(A, B));
     KL = entropy(B + eps || A + eps)."""
     A, edges = np.histogram(fake.ravel(), bins=bins, range=(0.0, 1.0), weights=np.abs(fake - real).ravel())
@@ -148,15 +148,55 @@ def test_derangement_respects_groups_and_infeasible_groups_raise():
 
 
 def test_alignment_scores_degenerate_skip_or_raise():
-    fake, real, attr = _triples(n=5)
+    fake, real, attr = _triples(n=6)
     attr[2] = 0.0
+    real[4] = fake[4]  # identical maps: nothing changed, the difference histogram is empty
     with pytest.raises(ValueError, match="sample 2"):
-        alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0)
-    s = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=10,
-                         on_degenerate="skip")
-    assert s.n_skipped == 1 and s.skipped == (2,) and 2 not in set(s.per_sample["sample"])
-    none = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0,
-                            on_degenerate="skip")
+        alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0, on_degenerate="raise")
+    with pytest.warns(UserWarning, match=r"skipped 2 of 6 .*2 \(zero_attribution\), 4 \(identical_maps\)"):
+        s = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=10)
+    assert s.n_skipped == 2 and s.skipped == (2, 4) and s.skip_reasons == ("zero_attribution", "identical_maps")
+    assert not {2, 4} & set(s.per_sample["sample"])
+    assert "2 degenerate sample(s) skipped: 2 (zero_attribution), 4 (identical_maps)" in s.text
+    with pytest.warns(UserWarning):
+        none = alignment_scores(attr, real_maps=real, fake_maps=fake, n_boot=10, n_permutations=0)
     assert none.p_value is None and none.baseline_mean_overlap is None and none.baseline_means.size == 0
+    assert none.controls["permutation"] is None and set(none.control_details) == {"map_value", "uniform"}
+    with pytest.raises(ValueError, match="all 2 samples are degenerate"):
+        alignment_scores(np.zeros((2, 12, 10)), real_maps=real[:2], fake_maps=fake[:2], n_boot=10)
     with pytest.raises(ValueError, match="attributions has shape"):
         alignment_scores(attr[:4], real_maps=real, fake_maps=fake)
+
+
+def test_controls_map_value_catches_an_attribution_equal_to_the_map():
+    fake, real, _ = _triples(n=30, seed=5)
+    fake[:, :4] = np.clip(fake[:, :4] + 0.5, 0, 1)
+    s = alignment_scores(fake.copy(), real_maps=real, fake_maps=fake, n_boot=50, n_permutations=20)
+    np.testing.assert_allclose(s.per_sample["overlap"], s.per_sample["overlap_map_value"], atol=1e-12)
+    mv = s.control_details["map_value"]
+    assert mv["share_beaten"] == 0.0 and mv["p_value"] == 1.0 and not mv["beaten"]
+    assert not s.beats_all_controls and "map value" in s.text.split("does NOT beat these controls:")[1]
+    assert set(s.controls) == {"permutation", "map_value", "uniform"}
+    assert s.controls["map_value"] == pytest.approx(s.mean_overlap)
+    # the true difference beats every control
+    good = alignment_scores(np.abs(fake - real), real_maps=real, fake_maps=fake, n_boot=50, n_permutations=20)
+    assert good.beats_all_controls and "beats every control" in good.text
+    assert all(d["share_beaten"] > 0.9 for d in good.control_details.values())
+
+
+def test_controls_match_direct_scores_and_group_level_tests():
+    fake, real, attr = _triples(n=12, seed=8)
+    g = np.repeat(np.arange(6), 2)
+    s = alignment_scores(attr, real_maps=real, fake_maps=fake, groups=g, n_boot=50, n_permutations=10)
+    for i in (0, 7):
+        assert s.per_sample["overlap_uniform"][i] == pytest.approx(
+            alignment_score(np.ones_like(fake[i]), real_map=real[i], fake_map=fake[i]).overlap)
+        assert s.per_sample["overlap_map_value"][i] == pytest.approx(
+            alignment_score(fake[i], real_map=real[i], fake_map=fake[i]).overlap)
+    np.testing.assert_allclose(s.per_sample["overlap_permutation"].mean(), s.baseline_mean_overlap)
+    d = (s.per_sample["overlap"] - s.per_sample["overlap_uniform"]).groupby(g).mean()
+    u = s.control_details["uniform"]
+    assert u["n_units"] == 6 and u["share_beaten"] == pytest.approx(np.mean(d > 0))
+    assert u["p_value"] == pytest.approx(stats.wilcoxon(d, alternative="greater").pvalue)
+    assert "sample-level" in s.text  # the permutation p-value with groups is flagged
+    assert s.to_dict()["controls"] == s.controls

@@ -44,7 +44,7 @@ def test_embed_tsne_shape_determinism_and_errors():
 @pytest.mark.skipif(importlib.util.find_spec("umap") is not None, reason="umap-learn is installed")
 def test_embed_umap_without_package_says_how_to_install():
     with pytest.raises(ImportError, match="pip install umap-learn"):
-        embed(np.zeros((10, 3)), method="umap")
+        embed(np.random.default_rng(0).random((10, 3)), method="umap")
 
 
 def test_separability_high_for_blobs_and_chance_for_shuffled_labels():
@@ -73,3 +73,34 @@ def test_separability_errors_and_caps():
         separability(x, [0, 0, 0, 0, 0, 1])
     with pytest.raises(ValueError, match="entries"):
         separability(x, [0, 1])
+
+
+def test_grouped_separability_on_null_video_data_is_near_chance():
+    # 60 videos x 8 frames, labels per video with no class signal: only video identity is in the features
+    rng = np.random.default_rng(0)
+    video = np.repeat(np.arange(60), 8)
+    x = rng.normal(0, 1, (60, 16))[video] + rng.normal(0, 0.05, (480, 16))
+    y = np.repeat(rng.permutation(np.repeat([0, 1], 30)), 8)
+    leaky = separability(x, y)
+    grouped = separability(x, y, groups=video)
+    assert leaky.knn_accuracy > 0.95 and leaky.cv == "stratified" and leaky.n_units == 480
+    assert 0.35 < grouped.knn_accuracy < 0.65
+    assert grouped.cv == "group" and grouped.n_units == 60
+    with pytest.raises(ValueError, match="2 groups"):
+        separability(x, y, groups=y)
+
+
+def test_embed_refuses_identical_rows_instead_of_crashing():
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom defocus_xai.analysis import embed\n"
+            "try:\n    embed(np.ones((30, 8)), method='tsne', perplexity=5)\n"
+            "except ValueError as e:\n    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "refused: all 30 feature rows are identical" in out.stdout
+    for method in ("pca", "tsne"):
+        with pytest.raises(ValueError, match="identical"):
+            embed(np.full((10, 3), 2.5), method=method, perplexity=3)
+    with pytest.raises(ValueError, match="NaN"):
+        embed(np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), method="pca")

@@ -111,3 +111,8 @@ def test_localization_scores_table_skips_and_groups():
     rand = localization_scores(rng.normal(size=(20, h, w)), np.repeat(masks[:1], 20, axis=0), n_boot=100)
     assert abs(rand.summary.set_index("metric").loc["auroc", "mean"] - 0.5) < 0.1
     assert s.to_dict()["n_skipped"] == 2
+    assert "2 degenerate sample(s) skipped: 6 (empty_mask), 7 (constant_attribution)" in s.text
+    # a CI on one group is flagged, not zero-width
+    one = localization_scores(attrs[:2], masks[:2], groups=[0, 0], n_boot=50)
+    assert one.summary["too_few_units"].all() and one.summary["ci_low"].isna().all()
+    assert "Too few units" in one.text

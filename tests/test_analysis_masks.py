@@ -124,7 +124,7 @@ def test_mask_activation_matches_hand_counts_with_source_pairing():
     np.testing.assert_array_equal(real, real_before)
     np.testing.assert_array_equal(fake, fake_before)
     assert list(df.columns) == ["threshold", "method", "n_pairs", "n_units", "mean", "std", "min", "max",
-                                "median", "mean_fraction", "ci_low", "ci_high"]
+                                "median", "mean_fraction", "ci_low", "ci_high", "too_few_units"]
     pairs = [(i, int(o)) for i, o in enumerate(order)]
     for k, t in enumerate(thr):
         c = _hand_counts(fake, real, pairs, t)
@@ -174,8 +174,27 @@ def test_mask_activation_groups_methods_frames_and_errors():
         mask_activation(real_maps=real, fake_maps=fake[:4], real_ids=vid, fake_ids=vid)
     # unmatched fakes are reported
     with pytest.warns(UserWarning, match="no matching real"):
-        df_u = mask_activation(real_maps=real[:1], fake_maps=real[:2], thresholds=(0.1,), real_ids=["x"],
+        df_u = mask_activation(real_maps=real[:1], fake_maps=fake[:2], thresholds=(0.1,), real_ids=["x"],
                                fake_ids=["x", "y"], n_boot=20)
     assert df_u.attrs["n_unmatched"] == 1 and df_u.loc[0, "n_pairs"] == 1
+    assert df_u.loc[0, "too_few_units"] and np.isnan(df_u.loc[0, "ci_low"])  # one pair: no CI
     with pytest.raises(ValueError, match=r"real_maps has maps of shape \(5, 5\).*fake_maps has \(6, 6\)"):
         mask_activation(real_maps=rng.random((4, 5, 5)), fake_maps=fake, allow_index_pairing=True)
+
+
+def test_mask_activation_skips_and_names_degenerate_pairs():
+    rng = np.random.default_rng(4)
+    real = rng.random((5, 6, 6))
+    fake = real + rng.normal(0, 0.2, size=(5, 6, 6))
+    fake[1] = real[1]            # identical maps
+    fake[3], real[3] = 0.0, 0.0  # dark frame: both maps constant
+    real[4] = 2.0                # one constant map: its normalization is undefined
+    ids = list("abcde")
+    with pytest.warns(UserWarning, match=r"skipped 3 of 5 .*fake 1 / real 1 \(identical_maps\)"):
+        df = mask_activation(real_maps=real, fake_maps=fake, thresholds=(0.1,), real_ids=ids, fake_ids=ids, n_boot=50)
+    assert df.loc[0, "n_pairs"] == 2 and df.attrs["n_skipped"] == 3
+    assert [d["reason"] for d in df.attrs["skipped"]] == ["identical_maps", "identical_maps", "constant_map"]
+    assert df.loc[0, "mean"] == pytest.approx(_hand_counts(fake, real, [(0, 0), (2, 2)], 0.1).mean())
+    with pytest.raises(ValueError, match="3 degenerate pair"):
+        mask_activation(real_maps=real, fake_maps=fake, thresholds=(0.1,), real_ids=ids, fake_ids=ids,
+                        on_degenerate="raise")

@@ -64,7 +64,7 @@ def test_local_variance_is_stable_under_large_offsets_and_never_negative():
     assert vy.min() >= 0.0
     assert vy[:, :10].max() == 0.0 and vy[:, 20:].max() == 0.0
     assert vy[:, 14].max() == pytest.approx(0.24, abs=1e-9)  # 2 of 5 columns differ by 1: 0.4 * 0.6
-    assert local_variance(np.zeros((3, 10, 10))).min() >= 0.0
+    assert local_variance(np.zeros((3, 10, 10)), window=5).min() >= 0.0
 
 
 def test_local_variance_layouts():
@@ -97,7 +97,7 @@ def test_variance_test_matches_scipy_and_direct_effect_sizes():
     assert res.cohens_d == pytest.approx((vf.mean() - vr.mean()) / sp)
     assert res.ci_low <= res.mean_difference <= res.ci_high
     assert (res.n_real, res.n_fake, res.n_units_real, res.n_units_fake) == (30, 25, 30, 25)
-    assert res.group_p_value is None
+    assert res.unit == "image" and res.paired_p_value is None and res.n_pairs == 0
     assert not res.values_real.flags.writeable
     d = res.to_dict()
     assert d["ks_statistic"] == res.ks_statistic and len(d["values_fake"]) == 25
@@ -118,10 +118,16 @@ def test_variance_test_groups():
     gm_r = res.values_real.reshape(6, 4).mean(axis=1)
     gm_f = res.values_fake.reshape(6, 4).mean(axis=1)
     gks = stats.ks_2samp(gm_r, gm_f)
-    assert res.group_ks_statistic == pytest.approx(gks.statistic)
-    assert res.group_p_value == pytest.approx(gks.pvalue)
+    assert res.unit == "group"
+    assert res.ks_statistic == pytest.approx(gks.statistic)
+    assert res.p_value == pytest.approx(gks.pvalue)
     plain = variance_test(real_maps=real, fake_maps=fake, window=3, n_boot=300)
-    assert res.ks_statistic == plain.ks_statistic
+    assert plain.unit == "image" and plain.p_value == plain.p_value_frames
+    assert res.ks_statistic_frames == plain.ks_statistic and res.p_value_frames == plain.p_value
+    assert "frame-level" in res.text and "Warning" in res.text and "Warning" not in plain.text
+    # shared ids: a paired design; signed-rank test on per-source differences
+    assert res.paired and res.n_units == 6 and res.n_pairs == 6
+    assert res.paired_p_value == pytest.approx(stats.wilcoxon(gm_f - gm_r).pvalue)
     assert isinstance(res, VarianceTestResult)
 
 
@@ -133,8 +139,8 @@ def test_group_ks_is_not_inflated_by_duplicated_frames():
     fake = np.repeat(base_f, 4, axis=0) + rng.normal(0, 1e-6, (32, 16, 16))
     g = np.repeat(np.arange(8), 4)
     res = variance_test(real_maps=real, fake_maps=fake, window=3, real_groups=g, fake_groups=g, n_boot=200)
-    assert res.group_ks_statistic == pytest.approx(res.ks_statistic)
-    assert res.group_p_value > res.p_value  # same D, 8 units instead of 32 frames
+    assert res.ks_statistic == pytest.approx(res.ks_statistic_frames)
+    assert res.p_value > res.p_value_frames  # same D, 8 units instead of 32 frames
     assert (res.n_units_real, res.n_real) == (8, 32)
 
 
@@ -151,3 +157,46 @@ def test_effect_size_helpers_and_ci_contains_truth():
         ci = bootstrap_difference_ci(x, y, n_boot=400, seed=rep)
         hits += ci.low <= 0.5 <= ci.high
     assert hits >= 16  # nominal 95 %
+
+
+def _video_maps(n_videos, n_frames, size, seed):
+    """Null data with video structure: every frame is its video's map plus a little noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.random((n_videos, size, size)) ** rng.uniform(0.5, 3.0, (n_videos, 1, 1))
+    return np.repeat(base, n_frames, axis=0) + rng.normal(0, 0.01, (n_videos * n_frames, size, size))
+
+
+def test_variance_test_null_video_data_headline_not_significant():
+    # 40 videos x 32 frames, real and fake drawn alike: no class signal, strong video structure
+    real = _video_maps(20, 32, 16, seed=0)
+    fake = _video_maps(20, 32, 16, seed=1)
+    g_r, g_f = np.repeat(np.arange(20), 32), np.repeat(np.arange(20, 40), 32)
+    res = variance_test(real_maps=real, fake_maps=fake, window=5, real_groups=g_r, fake_groups=g_f, n_boot=300)
+    assert res.unit == "group" and (res.n_units_real, res.n_units_fake) == (20, 20)
+    assert res.p_value > 0.05          # the headline: 20 vs 20 videos
+    assert res.p_value_frames < 1e-3   # the frame-level test mistakes video structure for a class effect
+    assert not res.paired and res.n_pairs == 0 and res.n_units == 40
+    assert "Warning" in res.text and "frame-level" in res.text
+
+
+def test_variance_test_refuses_mismatched_grids_and_large_windows():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"\(16, 16\).*\(8, 8\)"):
+        variance_test(real_maps=rng.random((4, 16, 16)), fake_maps=rng.random((4, 8, 8)), window=3)
+    with pytest.raises(ValueError, match="50x50 window"):
+        local_variance(rng.random((4, 4)), window=50)
+    with pytest.raises(ValueError, match="larger than|smaller than"):
+        variance_test(real_maps=rng.random((4, 8, 8)), fake_maps=rng.random((4, 8, 8)), window=15)
+    bad = rng.random((4, 8, 8))
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        variance_test(real_maps=bad, fake_maps=rng.random((4, 8, 8)), window=3)
+
+
+def test_variance_test_ci_from_one_group_is_flagged():
+    rng = np.random.default_rng(1)
+    with pytest.warns(UserWarning, match="fewer than 2"):
+        res = variance_test(real_maps=rng.random((4, 8, 8)), fake_maps=rng.random((4, 8, 8)), window=3,
+                            real_groups=[0] * 4, fake_groups=[1] * 4, n_boot=50)
+    assert res.too_few_units and np.isnan(res.ci_low) and np.isnan(res.ci_high)
+    assert "no CI" in res.text

@@ -45,9 +45,9 @@ def permutation_rng(seed) -> np.random.Generator:
     return np.random.default_rng([int(seed), 1])
 
 
-def permutation_means(diff_hist: Callable[[int], tuple], attributions: np.ndarray, codes: np.ndarray, *,
-                      bins: int, n_permutations: int, seed) -> np.ndarray:
-    """Mean overlap of each of ``n_permutations`` shuffles of attributions across samples.
+def permutation_overlaps(diff_hist: Callable[[int], tuple], attributions: np.ndarray, codes: np.ndarray, *,
+                         bins: int, n_permutations: int, seed) -> np.ndarray:
+    """Overlap of every sample under each of ``n_permutations`` shuffles of attributions across samples.
 
     ``diff_hist(i)`` gives sample ``i``'s pixel bin index and L1-normalized difference histogram;
     ``attributions`` is the (m, H * W) array of reduced attributions. Per sample, only the attributions
@@ -76,4 +76,4 @@ def permutation_means(diff_hist: Callable[[int], tuple], attributions: np.ndarra
         ov_js = np.minimum(A[:, None], B).sum(axis=0)
         ov_js[tot <= 0] = 0.0  # attribution with no mass on this sample's pixels: no overlap
         perm_ov[:, i] = ov_js[inv.ravel()]
-    return perm_ov.mean(axis=1)
+    return perm_ov

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 
 from ._checks import as_float_array, as_labels
 
@@ -53,6 +54,12 @@ def embed(features, *, method: str = "tsne", perplexity: float = 30.0, pca_dims:
     -------
     ndarray of float64, shape (N, 2)
 
+    Raises
+    ------
+    ValueError
+        All rows are identical (scikit-learn's t-SNE would crash the interpreter on them), features are
+        not finite, or fewer than 2 samples.
+
     Examples
     --------
     >>> x = np.random.default_rng(0).normal(size=(30, 8))
@@ -63,6 +70,9 @@ def embed(features, *, method: str = "tsne", perplexity: float = 30.0, pca_dims:
 
     x = _features_2d(features)
     n, d = x.shape
+    if not np.ptp(x, axis=0).any():
+        raise ValueError(f"all {n} feature rows are identical (zero variance in every dimension): there is "
+                         "nothing to embed (check the feature extraction: a dead layer or identical inputs)")
     if method == "pca":
         k = min(2, n, d)
         out = PCA(n_components=k, random_state=seed).fit_transform(x)
@@ -102,9 +112,11 @@ class SeparabilityResult:
     ----------
     silhouette : float
         Mean silhouette coefficient of the labels (Euclidean), in [-1, 1]; near 0 means overlapping
-        classes, near 1 compact separated classes.
+        classes, near 1 compact separated classes. Descriptive: frames of one video sit close together
+        whatever their class, so with groups read ``knn_accuracy``.
     knn_accuracy : float
-        Mean accuracy of a k-nearest-neighbour classifier under stratified k-fold cross-validation.
+        Mean accuracy of a k-nearest-neighbour classifier under cross-validation: stratified k-fold, or
+        with groups stratified *group* k-fold (no group in both the training and the test fold).
     knn_accuracy_std : float
         Standard deviation of the fold accuracies.
     chance_accuracy : float
@@ -115,6 +127,10 @@ class SeparabilityResult:
         Cross-validation folds actually used.
     n, n_classes, n_features : int
         Samples, classes and feature dimensions.
+    n_units : int
+        Independent units (groups, or samples without groups).
+    cv : {"stratified", "group"}
+        How the folds were made.
     """
 
     silhouette: float
@@ -126,14 +142,33 @@ class SeparabilityResult:
     n: int
     n_classes: int
     n_features: int
+    n_units: int
+    cv: str
 
     def to_dict(self) -> dict:
         """Plain-Python dictionary of the fields."""
         return asdict(self)
 
 
-def separability(embedding_or_features, labels, *, k: int = 5, seed: int = 0, n_splits: int = 5
-                 ) -> SeparabilityResult:
+def _folds(y_codes: np.ndarray, counts: np.ndarray, groups, n_splits: int, seed: int):
+    """(splitter, split groups or None, folds used, independent units)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    if groups is None:
+        splits = int(min(n_splits, counts.min()))
+        return StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed), None, splits, y_codes.size
+    g = as_labels(groups, "groups", y_codes.size)
+    codes, uniques = pd.factorize(g)
+    per_class = [np.unique(codes[y_codes == c]).size for c in range(counts.size)]
+    if min(per_class) < 2:
+        raise ValueError(f"with groups, every class needs at least 2 groups for cross-validation, got "
+                         f"{per_class} groups per class")
+    splits = int(min(n_splits, min(per_class)))
+    return StratifiedGroupKFold(n_splits=splits, shuffle=True, random_state=seed), codes, splits, len(uniques)
+
+
+def separability(embedding_or_features, labels, *, groups=None, k: int = 5, seed: int = 0,
+                 n_splits: int = 5) -> SeparabilityResult:
     """Silhouette score and cross-validated k-NN accuracy of ``labels`` in a space.
 
     Parameters
@@ -142,12 +177,16 @@ def separability(embedding_or_features, labels, *, k: int = 5, seed: int = 0, n_
         A 2-D embedding from :func:`embed` or the original features.
     labels : array_like, shape (N,)
         Class per sample (e.g. 0 real / 1 fake); at least two classes, each with >= 2 samples.
+    groups : array_like, shape (N,), optional
+        Independent unit per sample (video id). The folds then keep each group whole (scikit-learn's
+        ``StratifiedGroupKFold``): without it, a frame's nearest neighbours are frames of its own video
+        in the training fold and the accuracy measures video identity, not class.
     k : int
         Neighbours of the k-NN classifier (capped at the smallest training fold size).
     seed : int
-        Shuffling seed of the stratified folds.
+        Shuffling seed of the folds.
     n_splits : int
-        Folds (capped at the size of the smallest class).
+        Folds (capped at the size of the smallest class, or its number of groups).
 
     Returns
     -------
@@ -160,9 +199,11 @@ def separability(embedding_or_features, labels, *, k: int = 5, seed: int = 0, n_
     >>> res = separability(x, [0] * 20 + [1] * 20)
     >>> res.knn_accuracy, res.silhouette > 0.8
     (1.0, True)
+    >>> separability(x, [0] * 20 + [1] * 20, groups=np.arange(40) // 4).cv
+    'group'
     """
     from sklearn.metrics import silhouette_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
 
     x = _features_2d(embedding_or_features, "embedding_or_features")
@@ -178,12 +219,12 @@ def separability(embedding_or_features, labels, *, k: int = 5, seed: int = 0, n_
     if int(k) < 1 or int(n_splits) < 2:
         raise ValueError(f"k must be >= 1 and n_splits >= 2, got k={k}, n_splits={n_splits}")
     sil = float(silhouette_score(x, y_codes))
-    splits = int(min(int(n_splits), counts.min()))
-    cv = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
-    smallest_train = min(len(train) for train, _ in cv.split(x, y_codes))
+    cv, g_codes, splits, n_units = _folds(y_codes, counts, groups, int(n_splits), seed)
+    smallest_train = min(len(train) for train, _ in cv.split(x, y_codes, g_codes))
     k_eff = int(min(int(k), smallest_train))
-    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k_eff), x, y_codes, cv=cv)
+    scores = cross_val_score(KNeighborsClassifier(n_neighbors=k_eff), x, y_codes, groups=g_codes, cv=cv)
     return SeparabilityResult(
         silhouette=sil, knn_accuracy=float(scores.mean()), knn_accuracy_std=float(scores.std()),
         chance_accuracy=float(counts.max() / counts.sum()), k=k_eff, n_splits=splits,
-        n=int(x.shape[0]), n_classes=int(classes.size), n_features=int(x.shape[1]))
+        n=int(x.shape[0]), n_classes=int(classes.size), n_features=int(x.shape[1]), n_units=int(n_units),
+        cv="stratified" if groups is None else "group")

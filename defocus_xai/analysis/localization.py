@@ -156,7 +156,8 @@ class LocalizationSummary:
         ``relevance_rank_accuracy``, ``auroc``, ``mask_fraction`` (mask area / image area, the chance
         level of the mass and rank accuracies); scored samples only.
     summary : pandas.DataFrame
-        One row per metric: ``metric, mean, std, ci_low, ci_high, n, n_units``.
+        One row per metric: ``metric, mean, std, ci_low, ci_high, n, n_units, too_few_units`` (CI bounds
+        NaN when they would rest on fewer than 2 units).
     skipped : pandas.DataFrame
         Columns ``sample, reason`` (``"empty_mask"``, ``"full_mask"``, ``"constant_attribution"``,
         ``"nonpositive_relevance"``).
@@ -165,6 +166,8 @@ class LocalizationSummary:
     mode : str
     tolerance : float
     confidence : float
+    text : str
+        The result in words: units, and the skipped samples named with their reasons.
     """
 
     per_sample: pd.DataFrame = field(repr=False)
@@ -176,6 +179,7 @@ class LocalizationSummary:
     mode: str
     tolerance: float
     confidence: float
+    text: str
 
     def to_dict(self, include_per_sample: bool = False) -> dict:
         """Plain-Python dictionary: summary rows, skipped samples, and per-sample rows on request."""
@@ -231,9 +235,12 @@ def _metric_summary(per: pd.DataFrame, groups, n_units: int, *, n_boot, confiden
     rows = []
     for name in LOCALIZATION_METRICS:
         v = per[name].to_numpy(dtype=np.float64)
-        ci = bootstrap_mean_ci(v, groups, n_boot=n_boot, confidence=confidence, seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # flagged in the too_few_units column
+            ci = bootstrap_mean_ci(v, groups, n_boot=n_boot, confidence=confidence, seed=seed)
         rows.append({"metric": name, "mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-                     "ci_low": ci.low, "ci_high": ci.high, "n": int(v.size), "n_units": n_units})
+                     "ci_low": ci.low, "ci_high": ci.high, "n": int(v.size), "n_units": n_units,
+                     "too_few_units": ci.too_few_units})
     return pd.DataFrame(rows)
 
 
@@ -259,8 +266,9 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
     Returns
     -------
     LocalizationSummary
-        A ``UserWarning`` is emitted when samples are skipped (empty or full mask, constant or
-        non-positive relevance).
+        Degenerate samples (empty or full mask, constant or non-positive relevance) are skipped, counted
+        and named (``skipped``, ``text``) with a ``UserWarning``; only when none is left is a
+        ``ValueError`` raised.
 
     Examples
     --------
@@ -298,6 +306,12 @@ def localization_scores(attributions, masks, *, mode: str = "abs", tolerance: fl
         per.insert(1, "group", g_kept)
     _, n_units = group_codes(g_kept, len(per))
     summary = _metric_summary(per, g_kept, n_units, n_boot=n_boot, confidence=confidence, seed=seed)
+    text = f"{len(per)} samples scored ({n_units} {'groups' if g_kept is not None else 'units'})."
+    if skipped:
+        named = ", ".join(f"{i} ({why})" for i, why in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+        text += f" {len(skipped)} degenerate sample(s) skipped: {named}."
+    if summary["too_few_units"].any():
+        text += " Too few units for a CI (bounds NaN)."
     return LocalizationSummary(per_sample=per, summary=summary, skipped=skipped_df, n=len(per),
                                n_units=n_units, n_skipped=len(skipped), mode=mode, tolerance=float(tolerance),
-                               confidence=confidence)
+                               confidence=confidence, text=text)

@@ -7,6 +7,8 @@ paper's code (pairing, normalization, dependent frames).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -120,6 +122,38 @@ def _activated_counts(rl, fk, p, thr, normalize: bool, chunk_size: int) -> np.nd
     return counts
 
 
+def _degenerate_pairs(rl, fk, p, normalize: bool) -> list:
+    """``(row, reason)`` of the pairs without information: identical maps, or a constant map to normalize."""
+    out = []
+    for k, (fi, ri) in enumerate(p):
+        f, r = fk[fi], rl[ri]
+        if np.array_equal(f, r):
+            out.append((k, "identical_maps"))
+        elif normalize and (f.min() == f.max() or r.min() == r.max()):
+            out.append((k, "constant_map"))
+    return out
+
+
+def _skip_degenerate(rl, fk, p, normalize: bool, on_degenerate: str) -> tuple[np.ndarray, list]:
+    """The informative pairs, and a record per skipped pair (fake, real, reason)."""
+    if on_degenerate not in ("raise", "skip"):
+        raise ValueError(f"on_degenerate must be 'raise' or 'skip', got {on_degenerate!r}")
+    bad = _degenerate_pairs(rl, fk, p, normalize)
+    if not bad:
+        return p, []
+    named = [{"fake": int(p[k, 0]), "real": int(p[k, 1]), "reason": why} for k, why in bad]
+    text = ", ".join(f"fake {d['fake']} / real {d['real']} ({d['reason']})" for d in named[:10])
+    if on_degenerate == "raise":
+        raise ValueError(f"{len(bad)} degenerate pair(s): {text}")
+    if len(bad) == len(p):
+        raise ValueError(f"all {len(p)} pairs are degenerate: {text}")
+    warnings.warn(f"mask_activation skipped {len(bad)} of {len(p)} degenerate pairs: {text}", UserWarning,
+                  stacklevel=3)
+    keep = np.ones(len(p), dtype=bool)
+    keep[[k for k, _ in bad]] = False
+    return p[keep], named
+
+
 def _activation_rows(counts, thr, pair_methods, pair_groups, n_pix, *, n_boot, confidence, seed) -> list:
     """One summary row per (method, threshold)."""
     rows = []
@@ -129,12 +163,15 @@ def _activation_rows(counts, thr, pair_methods, pair_groups, n_pix, *, n_boot, c
         _, n_units = group_codes(g, int(in_m.sum()))
         for k, t in enumerate(thr):
             c = counts[in_m, k].astype(np.float64)
-            ci = bootstrap_mean_ci(c, g, n_boot=n_boot, confidence=confidence, seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # flagged in the too_few_units column
+                ci = bootstrap_mean_ci(c, g, n_boot=n_boot, confidence=confidence, seed=seed)
             rows.append({
                 "threshold": float(t), "method": method, "n_pairs": int(c.size), "n_units": n_units,
                 "mean": float(c.mean()), "std": float(c.std(ddof=1)) if c.size > 1 else 0.0,
                 "min": float(c.min()), "max": float(c.max()), "median": float(np.median(c)),
                 "mean_fraction": float(c.mean() / n_pix), "ci_low": ci.low, "ci_high": ci.high,
+                "too_few_units": ci.too_few_units,
             })
     return rows
 
@@ -142,7 +179,8 @@ def _activation_rows(counts, thr, pair_methods, pair_groups, n_pix, *, n_boot, c
 def mask_activation(*, real_maps, fake_maps, thresholds=DEFAULT_THRESHOLDS, pairs=None, real_ids=None,
                     fake_ids=None, groups=None, methods=None, allow_index_pairing: bool = False,
                     real_frames=None, fake_frames=None, normalize: bool = True, n_boot: int = 2000,
-                    confidence: float = 0.95, seed=0, chunk_size: int = 64) -> pd.DataFrame:
+                    confidence: float = 0.95, seed=0, chunk_size: int = 64,
+                    on_degenerate: str = "skip") -> pd.DataFrame:
     """Activated-pixel statistics of binary difference masks over a threshold sweep.
 
     For each pair (fake, the real it was made from) and each threshold ``t``, the number of pixels
@@ -176,15 +214,21 @@ def mask_activation(*, real_maps, fake_maps, thresholds=DEFAULT_THRESHOLDS, pair
         Bootstrap of the mean activated count (groups resampled).
     chunk_size : int
         Pairs processed at once (memory bound: about ``chunk_size * H * W`` floats).
+    on_degenerate : {"skip", "raise"}
+        A pair whose two maps are identical, or (with ``normalize``) one of whose maps is constant (its
+        min-max normalization is undefined), carries no information: "skip" (default) leaves it out with a
+        warning and names it in ``df.attrs["skipped"]``; "raise" raises ``ValueError`` naming it.
 
     Returns
     -------
     pandas.DataFrame
         One row per (method, threshold), columns ``threshold, method, n_pairs, n_units, mean, std, min,
-        max, median, mean_fraction, ci_low, ci_high`` (counts in pixels; ``mean_fraction`` is ``mean /
+        max, median, mean_fraction, ci_low, ci_high, too_few_units`` (counts in pixels; CI bounds NaN and
+        ``too_few_units`` True when they would rest on fewer than 2 units; ``mean_fraction`` is ``mean /
         (H * W)``; ``std`` across pairs, ddof 1, 0 for a single pair). ``df.attrs`` holds ``n_pixels``,
         ``pairing`` ("explicit", "source_id", "frame" or "index"), ``n_unmatched``, ``normalize``,
-        ``confidence``.
+        ``confidence``, ``n_skipped`` and ``skipped`` (records ``fake, real, reason``: ``"identical_maps"``
+        or ``"constant_map"``).
 
     Examples
     --------
@@ -213,6 +257,7 @@ def mask_activation(*, real_maps, fake_maps, thresholds=DEFAULT_THRESHOLDS, pair
     group_per_fake = None if groups is None else as_labels(groups, "groups", n_fake)
     method_per_fake = (np.full(n_fake, "all", dtype=object) if methods is None
                        else as_labels(methods, "methods", n_fake))
+    p, skipped = _skip_degenerate(rl, fk, p, normalize, on_degenerate)
     n_pix = int(fk.shape[1] * fk.shape[2])
     counts = _activated_counts(rl, fk, p, thr, normalize, chunk_size)
     rows = _activation_rows(counts, thr, method_per_fake[p[:, 0]],
@@ -220,5 +265,6 @@ def mask_activation(*, real_maps, fake_maps, thresholds=DEFAULT_THRESHOLDS, pair
                             n_boot=n_boot, confidence=confidence, seed=seed)
     df = pd.DataFrame(rows)
     df.attrs.update({"n_pixels": n_pix, "pairing": how, "n_unmatched": int(n_unmatched),
-                     "normalize": bool(normalize), "confidence": confidence})
+                     "normalize": bool(normalize), "confidence": confidence, "n_skipped": len(skipped),
+                     "skipped": skipped})
     return df
