@@ -52,7 +52,7 @@ def _detector(size):
     except (FileNotFoundError, ValueError):
         import torch
 
-        from defocus_xai.detect.models import DefocusDetector
+        from defocus_xai.detect import DefocusDetector
 
         torch.manual_seed(0)
         det = DefocusDetector("small-cnn", estimator={"size": size}).eval()
@@ -86,9 +86,9 @@ def _reference_loop(det, data, bg_maps, n_samples, figure, out_dir):
     import shap
     import torch
 
-    from defocus_xai.explain.attribute import _Explained
+    from defocus_xai.explain.engines import Explained
 
-    explainer = shap.GradientExplainer(_Explained(det, "defocus", None), bg_maps)
+    explainer = shap.GradientExplainer(Explained(det, "defocus", None), bg_maps)
     dmaps, shaps = [], []
     for i in range(len(data)):
         img = data[i]["image"][None]
@@ -119,11 +119,12 @@ def _reference_loop(det, data, bg_maps, n_samples, figure, out_dir):
 def _floor(det, n_images, n_samples, size):
     import torch
 
-    from defocus_xai.explain.attribute import _Explained, _fast_detector
+    from defocus_xai.explain.engines import Explained
+    from defocus_xai.explain.engines.fast_copy import fast_detector
 
     probe = torch.rand(2, 1, size, size)
-    fast, _ = _fast_detector(det, "defocus", None, probe)
-    net = _Explained(fast, "defocus", None)
+    fast, _ = fast_detector(det, "defocus", None, probe)
+    net = Explained(fast, "defocus", None)
     total = n_images * n_samples
     for r0 in range(0, total, 64):
         z = torch.rand(min(64, total - r0), 1, size, size).contiguous(memory_format=torch.channels_last)
@@ -157,7 +158,7 @@ def flops_per_draw(det, size):
 def _ours(det, data, bg_images, n_samples, engine, out_dir, batch_size):
     from defocus_xai.explain import export_attributions
 
-    export_attributions(data, det, out_dir, methods=("shap_gradient",), background=bg_images, n_samples=n_samples,
+    export_attributions(det, data, out_dir, methods=("shap_gradient",), background=bg_images, n_samples=n_samples,
                         engine=engine, batch_size=batch_size, progress=False, resume=False)
 
 
@@ -238,7 +239,7 @@ class _Toy:
 def child_rss_n(args):
     import torch
 
-    from defocus_xai.detect.models import DefocusDetector
+    from defocus_xai.detect import DefocusDetector
     from defocus_xai.explain import export_attributions
 
     torch.set_num_threads(args.threads)
@@ -246,7 +247,7 @@ def child_rss_n(args):
     det = DefocusDetector("small-cnn", estimator={"size": 32}).eval()
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
-        export_attributions(_Toy(args.n), det, d, methods=("saliency",), batch_size=64, chunk_size=256,
+        export_attributions(det, _Toy(args.n), d, methods=("saliency",), batch_size=64, chunk_size=256,
                             progress=False)
         dt = time.perf_counter() - t
     print(json.dumps({"n": args.n, "seconds": dt, "peak_rss_mb": _maxrss_mb()}))

@@ -46,32 +46,29 @@ def _ci(d, est="mean", lo="ci_low", hi="ci_high", nd=3):
 def part_alignment(det, rgb, args, out: Path) -> dict:
     import defocus_xai as dx
     from defocus_xai import pipeline as pl
+    from defocus_xai.store import load_store_arrays
 
     ds = dx.DefocusSynth(args.n_align, size=args.size, seed=args.seed)
     t = time.perf_counter()
-    store = dx.export_attributions(ds, det, out / "align_store", methods=("shap_gradient",), rgb_detector=rgb,
+    store = dx.export_attributions(det, ds, out / "align_store", methods=("shap_gradient",), rgb_detector=rgb,
                                    n_samples=args.n_shap, seed=0, device=args.device, progress=not args.quiet,
                                    resume=True, batch_size=16)
     t_export = time.perf_counter() - t
-    arr = pl.load_store_arrays(store)
-    dm = arr["dmaps"].astype(np.float64)
-    labels, sid, fam = arr["labels"].astype(int), arr["source_ids"].astype(str), arr["families"].astype(str)
-    pairs = pl.fake_real_pairs(labels, sid)
-    attrs = {"defocus": np.abs(arr["defocus_shaps"].astype(np.float64)),
-             "rgb": pl.reduce_rgb(arr["rgb_shaps"], dm.shape[1:])}
+    arr = load_store_arrays(store)
+    labels, fam = arr["labels"].astype(int), arr["families"].astype(str)
+    pairs, _ = pl.store_pairs(arr)
+    settings = pl.PipelineSettings(n_boot=args.n_boot, n_permutations=args.n_permutations, seed=0, max_examples=1)
     res = {"n_samples": int(len(labels)), "n_pairs": int(len(pairs)), "export_seconds": round(t_export, 1)}
-    nums, _figs = pl.stage_alignment(dm, pairs, attrs, source_ids=sid, n_boot=args.n_boot,
-                                     n_permutations=args.n_permutations, seed=0)
-    _close(_figs)
-    res["all"] = nums
+    result = pl.stage_alignment(arr, settings, pairs=pairs)
+    result.close()
+    res["all"] = result.numbers
     res["per_family"] = {}
     fam_p = fam[pairs[:, 0]]
     for f in dict.fromkeys(fam_p):
         sel = pairs[fam_p == f]
-        n_, figs = pl.stage_alignment(dm, sel, attrs, source_ids=sid, n_boot=args.n_boot,
-                                      n_permutations=args.n_permutations, seed=0)
-        _close(figs)
-        res["per_family"][f] = n_
+        result = pl.stage_alignment(arr, settings, pairs=sel)
+        result.close()
+        res["per_family"][f] = result.numbers
     # detection scores of both detectors on the same samples (context for the alignment)
     from defocus_xai.detect import metrics_by_group
 
@@ -83,15 +80,17 @@ def part_alignment(det, rgb, args, out: Path) -> dict:
 def part_localization(det, rgb, args, out: Path) -> dict:
     import defocus_xai as dx
     from defocus_xai import pipeline as pl
+    from defocus_xai.analysis.pairs import reduce_rgb
+    from defocus_xai.store import attribution_key, load_store_arrays
 
     full = dx.DefocusSynth(args.n_splice, size=args.size, seed=args.seed, families=("splice",))
     fakes = [full[i] for i in range(len(full)) if int(full[i]["label"]) == 1 and float(full[i]["mask"].sum()) > 0]
     t = time.perf_counter()
-    store = dx.export_attributions(fakes, det, out / "splice_store", methods=LOC_METHODS, n_samples=args.n_shap,
-                                   seed=0, device=args.device, progress=not args.quiet, resume=True, batch_size=16)
-    arr = pl.load_store_arrays(store)
+    store = dx.export_attributions(det, fakes, out / "splice_store", methods=LOC_METHODS, n_samples=args.n_shap,
+                                   n_steps=args.n_shap, seed=0, device=args.device, progress=not args.quiet, resume=True, batch_size=16)
+    arr = load_store_arrays(store)
     masks = arr["gt_masks"]
-    attrs = {f"defocus {m}": arr[dx.explain.attribution_key("defocus", m)] for m in LOC_METHODS}
+    attrs = {f"defocus {m}": arr[attribution_key("defocus", m)] for m in LOC_METHODS}
     # the RGB detector's SHAP on the same images (its own call: exporting it with every method would
     # also compute the RGB detector's other four methods)
     import torch
@@ -99,10 +98,11 @@ def part_localization(det, rgb, args, out: Path) -> dict:
     imgs = torch.stack([torch.as_tensor(np.asarray(f["image"])) for f in fakes]).float()
     a_rgb = dx.attribute(rgb, imgs, method="shap_gradient", space="rgb", n_samples=args.n_shap, seed=0,
                          sample_indices=list(range(len(fakes)))).numpy()
-    attrs["rgb shap_gradient"] = pl.reduce_rgb(a_rgb, masks.shape[1:])
+    attrs["rgb shap_gradient"] = reduce_rgb(a_rgb, grid=masks.shape[1:])
     t_export = time.perf_counter() - t
-    nums, figs = pl.stage_localization(attrs, masks, seed=0, n_boot=args.n_boot)
-    _close(figs)
+    result = pl.stage_localization(arr, pl.PipelineSettings(n_boot=args.n_boot, seed=0), attributions=attrs)
+    result.close()
+    nums = result.numbers
     # paired differences on the same fakes (bootstrap CI of the mean per-sample difference)
     from defocus_xai import analysis as A
 
@@ -125,13 +125,6 @@ def part_localization(det, rgb, args, out: Path) -> dict:
             "frac_called_fake": float(np.mean(arr["scores"] >= 0.5)), "methods": nums, "paired": paired}
 
 
-def _close(figs):
-    import matplotlib.pyplot as plt
-
-    for f in figs.values():
-        plt.close(f)
-
-
 def tables(r: dict) -> str:
     L = []
     a = r["alignment"]
@@ -143,7 +136,7 @@ def tables(r: dict) -> str:
 
     def rows(name, block, fam):
         x = block[name]
-        L.append(f"| {name} | {fam} | {x['n_samples']} | {_ci(x, 'mean_overlap')} | "
+        L.append(f"| {name} | {fam} | {x['n']} | {_ci(x, 'mean_overlap')} | "
                  f"{_ci(x, 'mean_kl', 'kl_ci_low', 'kl_ci_high')} | {x['baseline_mean_overlap']:.3f} | "
                  f"{x['p_value']:.3g} |")
 
@@ -220,9 +213,9 @@ def main(argv=None) -> int:
     r["alignment"] = part_alignment(det, rgb, args, out)
     r["localization"] = part_localization(det, rgb, args, out)
     r["seconds"] = round(time.perf_counter() - t0, 1)
-    from defocus_xai.pipeline import _jsonable
+    from defocus_xai.pipeline import jsonable
 
-    (out / "science.json").write_text(json.dumps(_jsonable(r), indent=2))
+    (out / "science.json").write_text(json.dumps(jsonable(r), indent=2))
     print(tables(r))
     print(f"\n{r['seconds']:.0f} s; numbers in {out / 'science.json'}")
     return 0

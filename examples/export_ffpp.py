@@ -38,8 +38,8 @@ def parse_args(argv=None):
     p.add_argument("root", nargs="?", help="FaceForensics++ root (holding original_sequences/, "
                                            "manipulated_sequences/)")
     p.add_argument("--out", required=True, help="output directory of the store")
-    p.add_argument("--methods", nargs="+", default=list(dx.FF_METHODS), metavar="METHOD",
-                   help=f"manipulation methods (default: {' '.join(dx.FF_METHODS)})")
+    p.add_argument("--methods", nargs="+", default=list(dx.data.FF_METHODS), metavar="METHOD",
+                   help=f"manipulation methods (default: {' '.join(dx.data.FF_METHODS)})")
     p.add_argument("--split", choices=("train", "val", "test", "all"), default="test")
     p.add_argument("--split-files", default=None, help="folder with the official train/val/test.json")
     p.add_argument("--frames-per-video", type=int, default=8, help="frames per video folder (default 8)")
@@ -51,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--rgb-detector", default="bundled-rgb",
                    help="bundled-rgb, a checkpoint path, or 'none' (no rgb_shaps)")
     p.add_argument("--attribution-methods", nargs="+", default=["shap_gradient"], metavar="METHOD",
-                   help=f"attribution methods (default shap_gradient; any of {', '.join(dx.METHODS)})")
+                   help=f"attribution methods (default shap_gradient; any of {', '.join(dx.explain.METHODS)})")
     p.add_argument("--n-samples", type=int, default=None, help="SHAP draws per sample (default 200)")
     p.add_argument("--background", type=int, default=10,
                    help="SHAP background: the first K samples (default 10, as the paper); 0: all-zero input")
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
 
     detector = dx.load_detector(args.detector, device=args.device)
     rgb = None if args.rgb_detector.lower() == "none" else dx.load_detector(args.rgb_detector, device=args.device)
-    size = args.size or detector.estimator.size        # the size of the detector's defocus maps
+    size = args.size or detector.input_size            # the grid of the detector's defocus maps
     dataset = dx.FaceForensicsDataset(root, methods=methods, split=split, frames_per_video=args.frames_per_video,
                                       compression=args.compression, split_files=args.split_files,
                                       frames_dir=args.frames_dir, size=size)
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         args.n_samples, args.background = args.n_samples or 8, min(args.background, 2)
     print(f"{len(dataset)} frames from {root} ({', '.join(methods)}, split {split or 'all'}); "
           f"{len(dataset.excluded_videos)} video folders left out")
-    dx.export_attributions(dataset, detector, out, methods=tuple(args.attribution_methods), rgb_detector=rgb,
+    dx.export_attributions(detector, dataset, out, methods=tuple(args.attribution_methods), rgb_detector=rgb,
                            background=args.background or None, n_samples=args.n_samples, seed=args.seed,
                            batch_size=args.batch_size, chunk_size=args.chunk_size, num_shards=args.num_shards,
                            shard_index=args.shard_index, device=args.device, num_workers=args.num_workers,

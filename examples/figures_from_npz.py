@@ -3,7 +3,7 @@
 Examples
 --------
 From a store written by ``defocus-xai export``, ``examples/export_ffpp.py`` or ``dx.export_attributions``
-(a shard directory or one ``.npz`` file)::
+(a store folder or one ``.npz`` file)::
 
     python examples/figures_from_npz.py exports/ffpp_test --out figures/ffpp_test
 
@@ -65,20 +65,20 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     if args.demo:
-        store = out / "demo_store"
-        dx.export_attributions(dx.DefocusSynth(24, size=128, seed=1), dx.load_detector("bundled-defocus"), store,
+        source = out / "demo_store"
+        dx.export_attributions(dx.load_detector("bundled-defocus"), dx.DefocusSynth(24, size=128, seed=1), source,
                                rgb_detector=dx.load_detector("bundled-rgb"), background=4, n_samples=16,
                                progress=False)
-        source = dx.load_attributions(store)
     elif args.legacy_pair:
-        source = dx.load_attributions(tuple(args.legacy_pair), allow_legacy_pickle=args.allow_legacy_pickle)
+        source = tuple(args.legacy_pair)
     else:
-        source = dx.load_attributions(args.stores if len(args.stores) > 1 else args.stores[0])
-    print(f"{len(source)} samples ({int((source['labels'] == 1).sum())} fake), keys: {', '.join(source.keys())}")
-    paths = dx.plot.paper_figures(source, out, formats=tuple(args.formats), max_examples=args.max_examples,
-                                  seed=args.seed, threshold=args.threshold, window=args.window,
-                                  n_boot=args.n_boot, n_permutations=args.n_permutations,
-                                  embed_method=args.embed_method, dpi=args.dpi)
+        source = args.stores if len(args.stores) > 1 else args.stores[0]
+    store = dx.load_attributions(source, allow_legacy_pickle=args.allow_legacy_pickle)
+    print(f"{len(store)} samples ({int((store['labels'] == 1).sum())} fake), keys: {', '.join(store.keys())}")
+    settings = dx.pipeline.PipelineSettings(threshold=args.threshold, window=args.window, n_boot=args.n_boot,
+                                            n_permutations=args.n_permutations, seed=args.seed,
+                                            embed_method=args.embed_method, max_examples=args.max_examples)
+    paths = dx.paper_figures(store, out, settings=settings, formats=tuple(args.formats), dpi=args.dpi)
     print(f"{len(paths)} files written; index: {paths[-1]}")
     return 0
 

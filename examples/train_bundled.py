@@ -49,7 +49,7 @@ import defocus_xai as dx
 from defocus_xai.data.synth import FAMILIES, SYNTH_VERSION, DefocusSynth
 from defocus_xai.detect import DefocusDetector, RGBDetector, evaluate_detector, save_detector, train_detector
 from defocus_xai.detect.checkpoints import WEIGHTS_DIR
-from defocus_xai.detect.train import MemoryDataset, PreparedData, prepare_inputs
+from defocus_xai.detect.data_cache import MemoryDataset, PreparedData, prepare_inputs
 
 MAP_NORM = "fixed"
 SIGMA_MAX = 5.0
@@ -137,7 +137,7 @@ def train_one(kind: str, args, work: Path) -> None:
     res = train_detector(model, train_in, val_data=val_in, epochs=args.epochs, batch_size=64, lr=1e-3,
                          weight_decay=1e-4, seed=0, out=work / run, device="cpu", progress=not args.quiet)
     train_s = time.perf_counter() - t0
-    val_metrics, val_groups, _ = evaluate_detector(res.model, val_in, device="cpu", progress=False)
+    val_metrics, val_groups, _ = evaluate_detector(res.detector, val_in, device="cpu", progress=False)
     name = {"defocus": "bundled-defocus", "rgb": "bundled-rgb", "oracle": "oracle-true-sigma"}[kind]
     synth = {"version": SYNTH_VERSION, "size": args.size, "families": list(FAMILIES),
              "train": {"spec": f"synth:{args.n_train}:{args.train_seed}", "n": args.n_train,
@@ -168,11 +168,11 @@ def train_one(kind: str, args, work: Path) -> None:
         meta["name"] = name
         dest = work / f"{name}.pt"
     elif kind != "oracle":
-        meta["probe"] = probe(res.model, kind, args.size)
+        meta["probe"] = probe(res.detector, kind, args.size)
         dest = Path(args.weights_dir) / f"{name}.pt"
     else:
         dest = work / f"{name}.pt"
-    save_detector(res.model, dest, **meta)
+    save_detector(res.detector, dest, **meta)
     size_kb = dest.stat().st_size / 1024
     print(f"{name}: best epoch {res.best_epoch}, val AUC {val_metrics['roc_auc']:.4f}, "
           f"{train_s:.0f} s (prepare {prep_s:.0f} s) -> {dest} ({size_kb:.0f} KiB)")

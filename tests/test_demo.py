@@ -7,9 +7,10 @@ import re
 import pytest
 import torch
 
-import defocus_xai as dx
-import defocus_xai.pipeline  # noqa: F401  (dx.pipeline)
 from defocus_xai.cli import main
+from defocus_xai.detect import DefocusDetector, RGBDetector, save_detector
+from defocus_xai.pipeline import DEFAULT_N, run_demo
+from defocus_xai.store import load_attributions
 
 torch.set_num_threads(1)
 
@@ -17,10 +18,10 @@ torch.set_num_threads(1)
 def _tiny_detectors(tmp_path):
     """Untrained small detectors at 32 px saved as checkpoints (the bundled ones are larger)."""
     torch.manual_seed(0)
-    det = dx.DefocusDetector("small-cnn", estimator={"size": 32}, widths=(4, 8)).eval()
-    rgb = dx.RGBDetector("small-cnn", input_size=32, widths=(4, 8)).eval()
-    return (dx.save_detector(det, tmp_path / "det.pt", training_data="none (test)"),
-            dx.save_detector(rgb, tmp_path / "rgb.pt", training_data="none (test)"))
+    det = DefocusDetector("small-cnn", estimator={"size": 32}, widths=(4, 8)).eval()
+    rgb = RGBDetector("small-cnn", input_size=32, widths=(4, 8)).eval()
+    return (save_detector(det, tmp_path / "det.pt", training_data="none (test)"),
+            save_detector(rgb, tmp_path / "rgb.pt", training_data="none (test)"))
 
 
 def _finite_numbers(obj, where="results"):
@@ -45,15 +46,16 @@ def test_demo_end_to_end(tmp_path, capsys):
             "--rgb-detector", str(rgb), "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert f"Open {out / 'report.md'}" in printed
+    assert printed.count(f"Open {out / 'report.md'}") == 1  # the summary is printed once
+    assert printed.count("defocus-xai demo: done") == 1
 
     report = (out / "report.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", report)
     assert len(links) >= 20
     for link in links:
         assert (out / link).is_file(), link
-    for stem in ("defocus_maps", "mask_example", "activation_curve", "variance_example", "variance_distributions",
-                 "embedding", "alignment_example", "alignment_comparison", "localization", "localization_example",
+    for stem in ("defocus_maps", "mask_example_0", "activation_curve", "variance_example_0", "variance_distributions",
+                 "embedding", "alignment_example_0", "alignment_comparison", "localization", "localization_example",
                  "randomization", "faithfulness"):
         for fmt in ("png", "pdf"):
             assert f"figures/{stem}.{fmt}" in links, (stem, fmt)
@@ -68,7 +70,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     for model in ("defocus", "rgb"):
         x = a[model]
         assert 0.0 <= x["ci_low"] <= x["mean_overlap"] <= x["ci_high"] <= 1.0
-        assert x["baseline_mean_overlap"] is not None and x["n_samples"] > 0
+        assert x["baseline_mean_overlap"] is not None and x["n"] > 0
     assert set(results["localization"]) == {"defocus SHAP", "rgb SHAP", "random"}
     # metrics of one class only are legitimately undefined; everything else must be finite
     checked = {k: v for k, v in results.items() if k != "detection"}
@@ -81,7 +83,13 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert csv[0].startswith("detector,group") and len(csv) == 1 + 2 * 5
 
     # deterministic: the same seed gives the same numbers
-    res2 = dx.pipeline.run_demo(tmp_path / "again", n=16, device="cpu", detector=str(det), rgb_detector=str(rgb),
+    # every example is identified in the report (index, family, source id), and the store names its samples
+    assert re.search(r"#\d+, splice, source synth-[0-9a-f]+", report)
+    store = load_attributions(out / "attributions")
+    assert list(store["paths"][:2]) == ["synth:1:0", "synth:1:1"]
+    assert results["variance"]["unit"] == "group"  # the test was given the source ids as groups
+
+    res2 = run_demo(tmp_path / "again", n=16, device="cpu", detector=str(det), rgb_detector=str(rgb),
                                 progress=False, formats=("png",))
     assert res2.results["alignment"]["defocus"]["mean_overlap"] == a["defocus"]["mean_overlap"]
     assert res2.results["variance"]["ks_statistic"] == results["variance"]["ks_statistic"]
@@ -89,11 +97,11 @@ def test_demo_end_to_end(tmp_path, capsys):
 
 def test_demo_rejects_bad_n(tmp_path):
     with pytest.raises(ValueError, match="even"):
-        dx.pipeline.run_demo(tmp_path, n=7)
+        run_demo(tmp_path, n=7)
 
 
 def test_demo_cli_registered():
     from defocus_xai.cli import build_parser
 
     args = build_parser().parse_args(["demo", "--out", "x"])
-    assert args.n == dx.pipeline.DEFAULT_N and args.detector == "bundled-defocus" and not args.quiet
+    assert args.n == DEFAULT_N and args.detector == "bundled-defocus" and not args.quiet

@@ -40,13 +40,13 @@ def detectors(tmp_path_factory):
     """Paths of a tiny defocus detector (64 px maps) and a tiny RGB detector."""
     import torch
 
-    import defocus_xai as dx
+    from defocus_xai.detect import DefocusDetector, RGBDetector, save_detector
 
     d = tmp_path_factory.mktemp("detectors")
     torch.manual_seed(0)
-    dx.save_detector(dx.DefocusDetector("small-cnn", estimator={"size": 64}, widths=(4, 8)), d / "defocus.pt",
-                     training_data="none (test)")
-    dx.save_detector(dx.RGBDetector("small-cnn", widths=(4, 8)), d / "rgb.pt", training_data="none (test)")
+    save_detector(DefocusDetector("small-cnn", estimator={"size": 64}, widths=(4, 8)), d / "defocus.pt",
+                  training_data="none (test)")
+    save_detector(RGBDetector("small-cnn", widths=(4, 8)), d / "rgb.pt", training_data="none (test)")
     return d / "defocus.pt", d / "rgb.pt"
 
 
@@ -178,7 +178,7 @@ def test_figures_from_npz(ffpp_store, tmp_path):
                                            "50", "--n-permutations", "10", "--max-examples", "1", "--dpi", "60"])
     assert code == 0
     index = (out / "figures.md").read_text(encoding="utf-8")
-    for stem in ("mask_triptych_0", "activation_curve", "variance_distributions", "alignment_comparison"):
+    for stem in ("mask_example_0", "activation_curve", "variance_distributions", "alignment_comparison"):
         assert (out / f"{stem}.png").is_file(), stem
         assert stem in index
 
@@ -201,7 +201,7 @@ def test_figures_from_npz_reads_several_stores(ffpp_tree, detectors, tmp_path, c
                                            "--embed-method", "pca"])
     assert code == 0
     assert "20 samples (10 fake)" in capsys.readouterr().out
-    assert (out / "mask_triptych_0.png").is_file()
+    assert (out / "mask_example_0.png").is_file()
 
 
 @pytest.mark.slow

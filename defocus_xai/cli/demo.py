@@ -37,20 +37,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    """Run ``defocus-xai demo``."""
+    """Run ``defocus-xai demo`` and print its summary once."""
     from ..pipeline import run_demo
 
     res = run_demo(args.out, n=args.n, seed=args.seed, device=args.device, detector=args.detector,
                    rgb_detector=args.rgb_detector, progress=not args.quiet)
-    r = res.results
-    det = r["detection"]
-    print(f"\ndefocus-xai demo: done in {res.seconds:.0f} s ({r['settings']['n']} samples, {r['settings']['device']})")
-    for name, d in det.items():
-        print(f"  {name:8s} detector: ROC AUC {d['overall']['roc_auc']:.3f}, accuracy {d['overall']['accuracy']:.3f}")
-    for name, a in r["alignment"].items():
-        if name != "paired_difference":
-            print(f"  alignment {name:8s}: overlap {a['mean_overlap']:.3f} [{a['ci_low']:.3f}, {a['ci_high']:.3f}]"
-                  f" (chance {a['baseline_mean_overlap']:.3f})")
-    print(f"  {len(res.figures)} figure files in {res.out / 'figures'}")
-    print(f"\nOpen {res.report}")
+    print("\n" + res.summary())
     return 0

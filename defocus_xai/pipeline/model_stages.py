@@ -1,0 +1,192 @@
+"""Stages that run a detector or the estimator: defocus maps, detection, randomization, faithfulness.
+
+They return the same :class:`StageResult` as the array stages; the sanity checks read the maps and
+attributions from the store arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .inputs import require, sample_name
+from .result import StageResult
+from .settings import PipelineSettings
+
+__all__ = ["stage_defocus_maps", "stage_detection", "stage_randomization", "stage_faithfulness"]
+
+
+def stage_defocus_maps(data, rows: Sequence[int], *, size: int | None = None, device=None) -> StageResult:
+    """Defocus triptychs (image, sparse sigma at edges, dense sigma) of some samples on one sigma scale.
+
+    Parameters
+    ----------
+    data : sequence of samples
+        Items with ``image`` (3, H, W) in ``[0, 1]``, ``label`` and ``family`` (e.g. DefocusSynth).
+    rows : sequence of int
+        The samples, one figure row each (e.g. reals beside their own fakes).
+    size : int, optional
+        Estimator grid (default: the images' size).
+
+    Examples
+    --------
+    >>> r = stage_defocus_maps(dx.DefocusSynth(4, size=64), [0, 1])    # doctest: +SKIP
+    """
+    import torch
+
+    from .. import plot as P
+    from ..defocus import estimate_defocus
+    from ..plot import style as S
+
+    items = [data[i] for i in rows]
+    imgs = torch.stack([torch.as_tensor(np.asarray(it["image"])) for it in items]).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = estimate_defocus(imgs, size=size or imgs.shape[-1], device=device)
+    dense, sparse, edges = (t.detach().cpu().numpy() for t in (res.dense, res.sparse, res.edges))
+    on_edges = sparse[edges > 0]
+    vmax = float(max(np.percentile(dense, 99.5), np.percentile(on_edges, 99.5) if on_edges.size else 0.0)) or 1.0
+    with S.house_style():
+        fig, axs = S.new_figure(len(rows), 3, width="double", height=2.0 * len(rows) + 0.3, squeeze=False)
+    names = []
+    for r, (i, it) in enumerate(zip(rows, items)):
+        kind = "real" if int(it["label"]) == 0 else f"fake: {it['family']}"
+        names.append(f"#{i} {kind} (source {it.get('source_id', '?')})")
+        P.defocus_triptych(imgs[r], sparse[r], dense[r], edges=edges[r], vmax=vmax, axes=list(axs[r]))
+        with S.house_style():
+            axs[r, 0].set_title(f"#{i} {kind}")
+            axs[r, 1].set_title(axs[r, 1].get_title().replace(" at edges", "\nat edges"))
+            axs[r, 2].set_title(axs[r, 2].get_title().replace(" (mean", "\n(mean"))
+    numbers = {"rows": [{"index": int(i), "label": int(it["label"]), "family": str(it["family"]),
+                         "source_id": str(it.get("source_id", "")), "mean_sigma": float(dense[r].mean()),
+                         "edge_fraction": float((edges[r] > 0).mean())}
+                        for r, (i, it) in enumerate(zip(rows, items))], "vmax": vmax}
+    caption = ("Image, sparse sigma at edges and dense sigma map (pixels, one colour scale up to "
+               f"{vmax:.2f} px) of " + "; ".join(names) + ".")
+    return StageResult("defocus_maps", numbers=numbers, figures={"defocus_maps": fig},
+                       captions={"defocus_maps": caption})
+
+
+def stage_detection(detectors: Mapping, data, *, batch_size: int = 32, device=None,
+                    progress: bool = True) -> StageResult:
+    """Detection metrics of each detector overall and per fake family.
+
+    Returns
+    -------
+    StageResult
+        ``numbers[name] = {"overall": metrics, "per_family": records}``; the table has one row per
+        (detector, group). No figures.
+
+    Examples
+    --------
+    >>> r = stage_detection({"defocus": dx.load_detector("bundled-defocus")}, data)   # doctest: +SKIP
+    >>> r.table                                                                      # doctest: +SKIP
+    """
+    import pandas as pd
+
+    from ..detect import evaluate_detector
+
+    rows, numbers = [], {}
+    for name, det in detectors.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            overall, per_group, _ = evaluate_detector(det, data, batch_size=batch_size, device=device,
+                                                      progress=progress)
+        pg = per_group.reset_index()
+        pg.insert(0, "detector", name)
+        rows.append(pg)
+        numbers[name] = {"overall": overall, "per_family": pg.drop(columns="detector").to_dict(orient="records")}
+    return StageResult("detection", numbers=numbers, table=pd.concat(rows, ignore_index=True))
+
+
+def _fake_maps(arrays: Mapping, n: int | None):
+    """Rows and (B, 1, H, W) float32 tensor of the first ``n`` fake maps of the store."""
+    import torch
+
+    rows = np.flatnonzero(np.asarray(arrays["labels"]).astype(int) == 1)[:n]
+    return rows, torch.from_numpy(np.asarray(arrays["dmaps"])[rows, None].astype(np.float32))
+
+
+def stage_randomization(detector, arrays: Mapping, settings: PipelineSettings | None = None, *, n_maps: int = 4,
+                        methods: Sequence[str] = ("saliency", "shap_gradient"), n_samples: int = 16,
+                        progress: bool = True) -> StageResult:
+    """Cascading model-parameter randomization of attribution methods on the first fake maps.
+
+    Parameters
+    ----------
+    detector : nn.Module
+        A map detector (not changed: the check works on a copy).
+    arrays : dict
+        Store arrays with ``dmaps`` and ``labels``.
+    n_maps : int
+        Fake maps checked.
+    n_samples : int
+        Random draws of the sampling methods (``shap_gradient``).
+
+    Examples
+    --------
+    >>> stage_randomization(det, arrays).numbers["final"]              # doctest: +SKIP
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .. import plot as P
+    from ..explain import randomization_test
+
+    s = settings or PipelineSettings()
+    require(arrays, "stage_randomization", "dmaps", "labels")
+    rows, maps = _fake_maps(arrays, n_maps)
+    dfs = []
+    for m in tqdm(methods, desc="randomization", disable=not progress, leave=False):
+        kw = {"n_samples": n_samples} if m in ("shap_gradient", "gradient_shap") else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dfs.append(randomization_test(detector, maps, method=m, seed=s.seed, **kw))
+    df = pd.concat(dfs, ignore_index=True)
+    last = df.groupby("method").tail(1)
+    numbers = {"final": last[["method", "layer", "spearman", "spearman_abs"]].to_dict(orient="records"),
+               "n_layers": int(df.groupby("method").size().max() - 1), "n_maps": int(len(rows))}
+    caption = (f"Cascading randomization (head first) on {len(rows)} fake maps: Spearman rank correlation of "
+               "|attribution| with the trained model's, per randomized layer; a method that explains the model "
+               f"falls towards 0. Maps: {', '.join(sample_name(arrays, i) for i in rows)}.")
+    table = df[["method", "step", "layer", "spearman", "spearman_abs", "logit_change", "n_valid"]]
+    return StageResult("randomization", numbers=numbers, figures={"randomization": P.randomization_plot(
+        df, metric="spearman_abs")}, captions={"randomization": caption}, table=table)
+
+
+def stage_faithfulness(detector, arrays: Mapping, settings: PipelineSettings | None = None, *,
+                       batch_size: int = 64) -> StageResult:
+    """Deletion and insertion curves of the defocus attributions of every fake, against a random order.
+
+    Examples
+    --------
+    >>> stage_faithfulness(det, arrays).numbers["summary"]             # doctest: +SKIP
+    """
+    import torch
+
+    from .. import plot as P
+    from ..explain import deletion_insertion
+    from ..plot import style as S
+
+    s = settings or PipelineSettings()
+    require(arrays, "stage_faithfulness", "dmaps", "labels", "defocus_shaps")
+    rows, maps = _fake_maps(arrays, None)
+    attrs = torch.from_numpy(np.asarray(arrays["defocus_shaps"])[rows, None].astype(np.float32))
+    res = deletion_insertion(detector, maps, attrs, n_steps=s.n_steps, seed=s.seed, batch_size=batch_size,
+                             score="logit")
+    # partly deleted maps can be unlike any training map: then even a random order lifts the score above
+    # both ends of its curve, and the curves measure that too
+    rnd = np.asarray(res.random_deletion if res.random_deletion is not None else res.deletion).mean(axis=0)
+    with S.house_style():
+        fig, axs = S.new_figure(1, 2, width="double", aspect=0.38, squeeze=False, sharey=True)
+    for ax, kind in zip(axs.ravel(), ("deletion", "insertion")):
+        P.deletion_curves(result=res.curves(kind), kind=kind, ax=ax, ylabel="fake logit", title=kind)
+    caption = (f"Deletion and insertion curves of the defocus SHAP on {len(rows)} fake maps (fake logit; deleted "
+               "pixels replaced by a blurred map), most-attributed pixels first against a random order; bands: "
+               "95% CI of the mean over maps (1.96 standard errors); both panels share the y axis.")
+    numbers = {"summary": res.summary().to_dict(orient="records"), "score": "logit", "n_steps": s.n_steps,
+               "n_maps": int(len(rows)), "random_curve_excess": float(rnd.max() - max(rnd[0], rnd[-1]))}
+    return StageResult("faithfulness", numbers=numbers, figures={"faithfulness": fig},
+                       captions={"faithfulness": caption})

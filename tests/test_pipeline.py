@@ -1,0 +1,108 @@
+"""The analysis stages and ``paper_figures`` on a small store written on the fly (no model involved)."""
+
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from defocus_xai import pipeline as pl
+
+N = 16
+SETTINGS = pl.PipelineSettings(n_boot=50, n_permutations=10, max_examples=1)
+
+
+@pytest.fixture(scope="module")
+def arrays():
+    """A store's arrays: 8 sources, each with a real and a fake (two families), every optional key."""
+    rng = np.random.default_rng(0)
+    labels = np.tile([0, 1], N // 2).astype(np.int8)
+    families = np.array(["real", "splice", "real", "no_dof"] * (N // 4))
+    masks = np.zeros((N, 16, 16), np.uint8)
+    masks[labels == 1, 4:9, 4:9] = 1
+    return {"dmaps": rng.random((N, 16, 16)).astype(np.float32), "labels": labels,
+            "source_ids": np.repeat([f"s{i}" for i in range(N // 2)], 2), "families": families,
+            "defocus_shaps": rng.normal(size=(N, 16, 16)).astype(np.float32),
+            "rgb_shaps": rng.normal(size=(N, 3, 32, 32)).astype(np.float32),
+            "scores": rng.random(N).astype(np.float32), "features": rng.normal(size=(N, 8)).astype(np.float32),
+            "gt_masks": masks, "paths": np.array([f"synth:1:{i}" for i in range(N)])}
+
+
+@pytest.mark.parametrize("stage, figures", [
+    (pl.stage_masks, ["mask_example_0", "activation_curve"]),
+    (pl.stage_variance, ["variance_example_0", "variance_distributions"]),
+    (pl.stage_embedding, ["embedding"]),
+    (pl.stage_alignment, ["alignment_example_0", "alignment_comparison"]),
+    (pl.stage_attributions, ["attribution_0"]),
+    (pl.stage_localization, ["localization", "localization_example"]),
+])
+def test_every_stage_returns_one_result_type(arrays, stage, figures):
+    result = stage(arrays, SETTINGS)
+    assert isinstance(result, pl.StageResult)
+    assert list(result.figures) == figures and set(result.captions) == set(figures)
+    json.dumps(result.to_dict())
+    result.close()
+
+
+def test_examples_name_their_samples(arrays):
+    result = pl.stage_masks(arrays, SETTINGS)
+    result.close()
+    caption = result.captions["mask_example_0"]
+    assert re.search(r"fake #\d+, (splice|no_dof), source s\d, score 0\.\d\d and its real #\d+, real, source s\d",
+                     caption)
+    f, r = (int(x) for x in re.findall(r"#(\d+)", caption)[:2])
+    assert arrays["source_ids"][f] == arrays["source_ids"][r]  # a fake is shown beside its own real
+
+
+def test_variance_uses_the_source_ids_as_groups(arrays):
+    with_groups = pl.stage_variance(arrays, SETTINGS)
+    with pytest.warns(UserWarning, match="list index"):
+        without = pl.stage_variance({k: v for k, v in arrays.items() if k != "source_ids"}, SETTINGS)
+    with_groups.close()
+    without.close()
+    assert with_groups.numbers["unit"] == "group"
+    assert without.numbers["unit"] == "image"
+
+
+def test_store_pairs_falls_back_to_frames_and_warns_without_ids(arrays):
+    two_frames = dict(arrays, source_ids=np.repeat(["a", "b"], N // 2),
+                      paths=np.array([f"v/{i // 2:04d}.png" for i in range(N)]))
+    pairs, note = pl.store_pairs(two_frames)
+    assert len(pairs) == N // 2 and "frame" in note
+    with pytest.warns(UserWarning, match="list index"):
+        pl.store_pairs({k: v for k, v in arrays.items() if k != "source_ids"})
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="embed_method"):
+        pl.PipelineSettings(embed_method="mds")
+    assert pl.PipelineSettings().replace(window=5).to_dict()["window"] == 5
+
+
+@pytest.mark.parametrize("kind", ["folder", "npz", "pair"])
+def test_paper_figures_reads_every_store_form(arrays, tmp_path, kind):
+    from defocus_xai.store import shard_name, write_index, write_shard
+
+    if kind == "folder":
+        source = tmp_path / "store"
+        source.mkdir()
+        write_shard(source / shard_name(0, 1, 0), arrays)
+        write_index(source, [{"file": shard_name(0, 1, 0), "n": N}], complete=True)
+    elif kind == "npz":
+        source = tmp_path / "one.npz"
+        np.savez(source, **arrays)
+    else:
+        real, fake = arrays["labels"] == 0, arrays["labels"] == 1
+        source = (tmp_path / "real.npz", tmp_path / "fake.npz")
+        np.savez(source[0], **{k: v[real] for k, v in arrays.items()})
+        np.savez(source[1], **{k: v[fake] for k, v in arrays.items()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = pl.paper_figures(source, tmp_path / "figs", settings=SETTINGS, formats=("png",), dpi=40)
+    assert paths[-1].name == "figures.md" and all(p.is_file() for p in paths)
+    index = paths[-1].read_text()
+    for stem in ("mask_example_0", "activation_curve", "variance_distributions", "alignment_comparison",
+                 "localization"):
+        assert f"![{stem}]({stem}.png)" in index
+    assert re.search(r"#\d+, (splice|no_dof), source s\d", index)
