@@ -109,7 +109,8 @@ def test_mkdocs_build_strict(tmp_path):
     api = (site / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("defocus_xai.defocus.estimate_defocus", "defocus_xai.explain.export_attributions",
                  "defocus_xai.explain.attribute.attribute", "defocus_xai.detect.load_detector",
-                 "defocus_xai.analysis.alignment_scores", "defocus_xai.plot.paper_figures"):
+                 "defocus_xai.analysis.alignment_scores", "defocus_xai.pipeline.paper_figures",
+                 "defocus_xai.store.load_attributions"):
         assert f'id="{name}"' in api, f"the API page lacks {name}"
     # every public function and class of the documented packages is on the page (a name shadowed by a
     # submodule, like explain.attribute, is documented from its own module)

@@ -5,7 +5,7 @@
 See docs/data.md and docs/synth.md.
 """
 
-from .collate import collate
+from .batching import collate
 from .datasets import (FF_METHODS, IMAGE_EXTENSIONS, CIFAKEDataset, FaceForensicsDataset, FolderDataset,
                        ImageDataset)
 from .io import ImageLoadError, load_image

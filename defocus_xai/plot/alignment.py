@@ -44,8 +44,8 @@ def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edge
     caption : str, optional
         Text under the figure.
     ax : Axes, optional
-
-    The x axis covers the bins that hold weight in either histogram (empty ranges are trimmed).
+        Axes to draw into. The x axis covers the bins that hold weight in either histogram (empty ranges
+        are trimmed).
 
     Returns
     -------

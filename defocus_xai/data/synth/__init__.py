@@ -2,7 +2,8 @@
 
 Real samples are layered scenes photographed by a thin-lens camera; each fake family re-renders the same
 scene with one manipulation of depth of field. Every sample carries its true blur (sigma, px), depth and
-manipulation mask. docs/synth.md describes the model, the families and the checks.
+manipulation mask. Versions: "1.0" (Gaussian blur) and "2.0" (aperture-shaped blur, deep-focus cameras,
+textures of known blur, ``face_swap``). docs/synth.md describes the model, the families and the checks.
 
 Examples
 --------
@@ -14,7 +15,10 @@ Examples
 
 from .camera import SIGMA_PER_COC, ThinLens
 from .dataset import DefocusSynth
+from .fakes import FAMILIES_V2
 from .families import FAMILIES, REAL
-from .render import SYNTH_VERSION, render_scene
+from .psf import SIGMA_AA, Aperture
+from .render import SYNTH_VERSION, SYNTH_VERSIONS, render_scene
 
-__all__ = ["FAMILIES", "REAL", "SIGMA_PER_COC", "SYNTH_VERSION", "ThinLens", "DefocusSynth", "render_scene"]
+__all__ = ["FAMILIES", "FAMILIES_V2", "REAL", "SIGMA_AA", "SIGMA_PER_COC", "SYNTH_VERSION", "SYNTH_VERSIONS",
+           "Aperture", "ThinLens", "DefocusSynth", "render_scene"]

@@ -69,14 +69,9 @@ def _render_family(family: str, scene: _Scene, lens_sigmas: list, draws: _FakeDr
 
 def _splice(scene: _Scene, lens_sigmas: list, owner, sigma_true, u_splice: float):
     """Re-render the subject's head with a blur inconsistent with its depth and paste it back (feathered)."""
-    unit = scene.size / 128.0
     img = _render(scene, lens_sigmas)
-    head = [i for i, layer in enumerate(scene.layers) if layer.name == "subject_head"][0]
-    s_head = float(lens_sigmas[head])
-    if s_head < 1.0 * unit:  # a blurred face pasted into a sharp subject
-        s_new = (1.5 + 2.0 * u_splice) * unit
-    else:  # a sharper face pasted into a defocused subject
-        s_new = max(0.0, s_head - 1.5 * unit) * u_splice
+    head = _head_index(scene)
+    s_new = _splice_sigma(float(lens_sigmas[head]), scene.size / 128.0, u_splice)
     sig2 = list(lens_sigmas)
     sig2[head] = s_new
     alt = _render(scene, sig2)
@@ -86,6 +81,17 @@ def _splice(scene: _Scene, lens_sigmas: list, owner, sigma_true, u_splice: float
     img = img * (1 - w)[None] + alt * w[None]
     sigma = np.where(m, np.float32(s_new), sigma_true).astype(np.float32)
     return img, sigma, mask
+
+
+def _head_index(scene: _Scene) -> int:
+    return [i for i, layer in enumerate(scene.layers) if layer.name == "subject_head"][0]
+
+
+def _splice_sigma(s_head: float, unit: float, u_splice: float) -> float:
+    """The spliced head's lens sigma: blurred (1.5-3.5 px) if the head was sharp, else sharper by >= 1.5 px."""
+    if s_head < 1.0 * unit:  # a blurred face pasted into a sharp subject
+        return (1.5 + 2.0 * u_splice) * unit
+    return max(0.0, s_head - 1.5 * unit) * u_splice  # a sharper face pasted into a defocused subject
 
 
 def _permuted_sigmas(scene: _Scene, lens_sigmas: list, owner, perms: list) -> list:

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
 from .camera import ThinLens
+
 
 def _cover(sd: np.ndarray, size: int) -> np.ndarray:
     """Antialiased coverage of a signed distance: 1 inside, 0 outside, a one-pixel ramp between."""
@@ -54,12 +56,37 @@ class _Layer:
 
 
 class _Canvas:
-    """Pixel grid of the padded canvas; image units: the visible image spans [0, 1]."""
+    """Pixel grid of the padded canvas; image units: the visible image spans [0, 1].
 
-    def __init__(self, size: int, pad: int):
+    ``aa`` chooses how sharp shapes are antialiased: ``None`` (version 1.0) a one-pixel linear ramp;
+    a float (version 2.0) an erf edge, i.e. a Gaussian of that sigma (px) across every straight edge.
+    ``texture(rng, kind, X, Y)`` draws the layer textures.
+    """
+
+    def __init__(self, size: int, pad: int, aa: float | None = None, texture=None):
         self.size, self.pad = size, pad
         self.n = size + 2 * pad
         self.coords = (np.arange(self.n, dtype=np.float32) - pad + 0.5) / size
+        self.aa = aa
+        self.texture = texture
+
+    def cover(self, sd: np.ndarray) -> np.ndarray:
+        """Antialiased coverage of a signed distance (image units; negative inside)."""
+        if self.aa is None:
+            return _cover(sd, self.size)
+        return ndtr(-sd * (self.size / self.aa)).astype(np.float32)
+
+    def ramp(self, t: np.ndarray) -> np.ndarray:
+        """Coverage of the half-plane ``t > 0`` (image units), 1/2 at ``t = 0.5 / size``."""
+        if self.aa is None:
+            return np.clip(t * self.size, 0, 1)
+        return self.cover(0.5 / self.size - t)
+
+    def wave(self, phase: np.ndarray, freq: float, gain: float) -> np.ndarray:
+        """Stripes from ``sin(phase)`` (``freq`` cycles per image unit): v1 a clipped ramp, v2 erf edges."""
+        if self.aa is None:
+            return np.clip(0.5 + gain * np.sin(phase), 0, 1)
+        return self.cover(-np.sin(phase) / (2 * np.pi * freq))
 
     def window(self, x0, x1, y0, y1):
         """Pixel box (y0, y1, x0, x1) covering image-unit bounds, clipped; None if empty."""

@@ -7,15 +7,19 @@ so a seed gives the same scene on every machine (docs/synth.md, "Scenes").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
 from .camera import SIGMA_PER_COC, ThinLens
+from .cameras import N_RANGE_V2, _CameraDraws
 from .composite import _TRUNCATE
-from .layers import _blob_sd, _Canvas, _cover, _ellipse_sd, _Layer, _owner, _rect_sd, _Scene
+from .layers import _blob_sd, _Canvas, _ellipse_sd, _Layer, _owner, _rect_sd, _Scene
 from .subject import _subject_layers
+from .psf import SIGMA_AA
 from .textures import _shading, _texture
+from .vector import _vector_texture
 
 #: Sigma (px at 128x128) range of the most defocused layer of a real scene; scales with size.
 SIGMA_MAX_RANGE = (1.5, 4.5)
@@ -100,7 +104,7 @@ def _background_layer(rng: np.random.Generator, cv: _Canvas, lay: _Layout) -> _L
     X, Y = cv.grid(full)
     bg_depth = (1 / lay.u_background(X, Y)).astype(np.float32) if lay.slanted else float(lay.d_bg)
     bg_kind = str(rng.choice(["photo", "photo", "photo", "gray_photo", "noise"]))
-    bg_col = _texture(rng, bg_kind, X, Y) * _shading(rng, cv.n, cv.n, 0.12)[None]
+    bg_col = cv.texture(rng, bg_kind, X, Y) * _shading(rng, cv.n, cv.n, 0.12)[None]
     return _Layer("background", 0, np.clip(bg_col, 0, 1).astype(np.float32), None, bg_depth, full)
 
 
@@ -135,18 +139,18 @@ def _object_layer(rng: np.random.Generator, cv: _Canvas, lay: _Layout, k: int, w
         sd = _ellipse_sd(Xw, Yw, ox, oy, r, r * aspect, theta)
     else:
         sd = _blob_sd(Xw, Yw, ox, oy, r * 0.8, amps, phases)
-    alpha = _cover(sd, cv.size)
+    alpha = cv.cover(sd)
     if not alpha.any():
         return None
-    col = _texture(rng, kind, Xw, Yw) * _shading(rng, *Xw.shape, 0.1)[None]
+    col = cv.texture(rng, kind, Xw, Yw) * _shading(rng, *Xw.shape, 0.1)[None]
     return _Layer(f"object{k}", k + 2, np.clip(col, 0, 1).astype(np.float32), alpha, float(d), box)
 
 
-def _autofocus(scene: _Scene, lay: _Layout) -> ThinLens:
+def _autofocus(scene: _Scene, lay: _Layout, n_range=_N_RANGE) -> ThinLens:
     """Focus on something visible, then pick the aperture that gives the most defocused layer its target.
 
     The subject (65 %), else a visible object or a visible point of the background; the f-number makes the
-    most defocused visible layer reach ``lay.target_smax``, clipped to the f-number range.
+    most defocused visible layer reach ``lay.target_smax``, clipped to ``n_range``.
     """
     layers, pad, size = scene.layers, scene.pad, scene.size
     bg_depth = layers[0].depth
@@ -168,14 +172,25 @@ def _autofocus(scene: _Scene, lay: _Layout) -> ThinLens:
     du_max = float(np.abs(u_vis - 1 / d_f).max())
     f = lay.f
     n_num = SIGMA_PER_COC * f * f * d_f / (d_f - f) * du_max
-    N = float(np.clip(n_num / (lay.pitch * lay.target_smax), _N_RANGE[0], _N_RANGE[1]))
+    N = float(np.clip(n_num / (lay.pitch * lay.target_smax), n_range[0], n_range[1]))
     return ThinLens(f=f, N=N, d_f=float(d_f), pixel_pitch=float(lay.pitch))
 
 
-def _sample_scene(rng: np.random.Generator, size: int, camera: ThinLens | None) -> _Scene:
-    """Draw one scene: layers back to front and, unless ``camera`` is given, an autofocused camera."""
+def _sample_scene(rng: np.random.Generator, size: int, camera: ThinLens | None,
+                  v2: _CameraDraws | None = None) -> _Scene:
+    """Draw one scene: layers back to front and, unless ``camera`` is given, an autofocused camera.
+
+    ``v2``: the camera draws of version 2.0 (focal length, blur target), which then also draws vector
+    textures with erf edges; the layout and every other draw are the same as version 1.0's.
+    """
     lay = _draw_layout(rng, size)
-    cv = _Canvas(size, _padding(lay, camera))
+    if v2 is None:
+        cv = _Canvas(size, _padding(lay, camera), texture=_texture)
+    else:
+        pitch = v2.f / (lay.d_s - v2.f) * _HEAD_HEIGHT_M / (lay.head_frac * size)
+        lay = replace(lay, f=v2.f, pitch=pitch, target_smax=v2.target_smax)
+        cv = _Canvas(size, _padding(lay, camera), aa=SIGMA_AA,
+                     texture=partial(_vector_texture, size=size, aa=SIGMA_AA))
     layers = [_background_layer(rng, cv, lay)]
     objs = []
     for k, (where, d) in enumerate(lay.obj_depths):
@@ -187,5 +202,5 @@ def _sample_scene(rng: np.random.Generator, size: int, camera: ThinLens | None) 
         layers.extend(item)
     scene = _Scene(layers=layers, camera=camera, pad=cv.pad, size=size)
     if camera is None:
-        scene.camera = _autofocus(scene, lay)
+        scene.camera = _autofocus(scene, lay, _N_RANGE if v2 is None else N_RANGE_V2)
     return scene

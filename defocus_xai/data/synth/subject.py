@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from .layers import _Canvas, _cover, _ellipse_sd, _Layer, _rect_sd
-from .textures import _fractal, _random_color, _texture, _two_tone
+from .layers import _Canvas, _ellipse_sd, _Layer, _rect_sd
+from .textures import _fractal, _random_color, _two_tone
 
 _SKIN = np.array(
     [[0.96, 0.80, 0.69], [0.92, 0.72, 0.58], [0.80, 0.60, 0.46], [0.62, 0.43, 0.30], [0.45, 0.30, 0.21]],
@@ -41,14 +41,14 @@ def _subject_layers(rng, cv: _Canvas, group, depth, cx, cy, ry) -> list:
 
 def _body_layer(rng, cv: _Canvas, group, depth, cx, cy, ry, look: dict) -> _Layer | None:
     """Torso ellipse plus neck rectangle; ``None`` when the body lies outside the canvas."""
-    rx, torso_rx, size = look["rx"], look["torso_rx"], cv.size
+    rx, torso_rx = look["rx"], look["torso_rx"]
     box = cv.window(cx - torso_rx, cx + torso_rx, cy + 0.6 * ry, cy + 3.65 * ry)
     if box is None:
         return None
     X, Y = cv.grid(box)
-    torso_a = _cover(_ellipse_sd(X, Y, cx, cy + 2.35 * ry, torso_rx, 1.25 * ry), size)
-    neck_a = _cover(_rect_sd(X, Y, cx, cy + 1.05 * ry, 0.42 * rx, 0.4 * ry), size)
-    cloth = _texture(rng, look["cloth_kind"], X, Y)
+    torso_a = cv.cover(_ellipse_sd(X, Y, cx, cy + 2.35 * ry, torso_rx, 1.25 * ry))
+    neck_a = cv.cover(_rect_sd(X, Y, cx, cy + 1.05 * ry, 0.42 * rx, 0.4 * ry))
+    cloth = cv.texture(rng, look["cloth_kind"], X, Y)
     body_col = cloth * (1 - neck_a)[None] + (look["skin"][:, None, None] * 0.85) * neck_a[None]
     return _Layer("subject_body", group, body_col.astype(np.float32), np.maximum(torso_a, neck_a), depth, box)
 
@@ -59,11 +59,11 @@ def _head_layer(rng, cv: _Canvas, group, depth, cx, cy, ry, look: dict) -> _Laye
     box = cv.window(cx - 1.15 * rx, cx + 1.15 * rx, cy - 1.2 * ry, cy + 1.05 * ry)
     X, Y = cv.grid(box)
     c, s = math.cos(theta + 1.3), math.sin(theta + 1.3)
-    hair_t = np.clip(0.5 + 3 * np.sin(2 * np.pi * look["hair_freq"] * (X * c + Y * s)), 0, 1)
+    hair_t = cv.wave(2 * np.pi * look["hair_freq"] * (X * c + Y * s), look["hair_freq"], 3)
     hair_tex = _two_tone(hair_t, hair_c * 0.6, np.clip(hair_c * 1.5, 0, 1))
-    hair_a = _cover(_ellipse_sd(X, Y, cx, cy - 0.12 * ry, 1.12 * rx, 1.02 * ry), size)
-    hair_a *= np.clip((cy + look["hair_len"] * ry - Y) * size, 0, 1)
-    face_a = _cover(_ellipse_sd(X, Y, cx, cy, rx, ry, theta), size)
+    hair_a = cv.cover(_ellipse_sd(X, Y, cx, cy - 0.12 * ry, 1.12 * rx, 1.02 * ry))
+    hair_a *= cv.ramp(cy + look["hair_len"] * ry - Y)
+    face_a = cv.cover(_ellipse_sd(X, Y, cx, cy, rx, ry, theta))
     r2 = ((X - cx) / rx) ** 2 + ((Y - cy) / ry) ** 2
     shade = 1 - 0.22 * np.clip(r2, 0, 1) + 0.08 * (cx - X) / rx
     h, w = X.shape
@@ -80,9 +80,9 @@ def _head_layer(rng, cv: _Canvas, group, depth, cx, cy, ry, look: dict) -> _Laye
     lip = np.clip(skin * np.array([1.0, 0.6, 0.6], np.float32), 0, 1) * 0.8
     feats.append((_ellipse_sd(X, Y, cx, cy + 0.47 * ry, 0.3 * rx, 0.065 * ry), lip))
     for sd, col in feats:
-        a = _cover(sd, size) * face_a
+        a = cv.cover(sd) * face_a
         face = face * (1 - a)[None] + col[:, None, None] * a[None]
-    fringe = face_a * np.clip((cy - look["fringe_len"] * ry - Y) * size, 0, 1)
+    fringe = face_a * cv.ramp(cy - look["fringe_len"] * ry - Y)
     face = face * (1 - fringe)[None] + hair_tex * fringe[None]
     head_col = hair_tex * (1 - face_a)[None] + face * face_a[None]
     return _Layer("subject_head", group, np.clip(head_col, 0, 1).astype(np.float32),
