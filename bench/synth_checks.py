@@ -17,6 +17,11 @@ scores):
   histograms and above all high-pass residuals also measure sharpness, and are expected to
   separate the families whose manipulation is global blur (no_dof, generator_smoothing).
   "means" should stay at chance everywhere, "colour" near it for splice/depth_inconsistent.
+* processing cues (``--version 2.0``; no colour, no blur statistic): the flat-region noise
+  estimate, the ratio of that estimate in the image centre (where the subject's face is) to the
+  border, and JPEG blockiness (mean jump across 8x8 block boundaries over the mean jump inside
+  blocks, from rows and columns). They measure the non-blur traces a family leaves: ``face_swap``
+  carries a generated face with its own noise and a second compression.
 
 Also, on the REAL images of the first ``--estimator-scenes`` scenes, the error of the defocus
 estimator (``dx.estimate_defocus(..., size=None)``, default parameters, sigma in pixels of the
@@ -31,7 +36,8 @@ image grid) against the true sigma map:
   same pixels.
 
 Usage: ``OMP_NUM_THREADS=1 python bench/synth_checks.py [--scenes 800] [--size 128]
-[--estimator-scenes 200]``; prints Markdown tables (paste into bench/results_synth.md).
+[--estimator-scenes 200] [--version 2.0]``; prints Markdown tables (paste into
+bench/results_synth.md).
 """
 
 import argparse
@@ -48,7 +54,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import defocus_xai as dx
-from defocus_xai.data.synth import FAMILIES, DefocusSynth
+from defocus_xai.data.synth import DefocusSynth
 
 
 def thin_lens_fit_residual(sigma, depth, n_cand=96, stride=3):
@@ -89,6 +95,19 @@ def flat_noise_estimate(gray, quantile=0.2):
     flat = g <= np.quantile(g, quantile)
     # the kernel's noise gain is sqrt(36) / 6 = 1: MAD -> std with 1.4826
     return 1.4826 * np.median(np.abs(r[flat] - np.median(r[flat])))
+
+
+def processing_features(gray):
+    """Non-blur processing cues: flat-region noise, its centre / border ratio, JPEG blockiness."""
+    n = gray.shape[0]
+    c0, c1 = n // 4, 3 * n // 4
+    centre = flat_noise_estimate(gray[c0:c1, c0:c1])
+    border = flat_noise_estimate(np.concatenate([gray[:c0], gray[c1:]], axis=0))
+    dx = np.abs(np.diff(gray.astype(np.float64), axis=1))
+    dy = np.abs(np.diff(gray.astype(np.float64), axis=0))
+    at = (np.arange(dx.shape[1]) % 8) == 7
+    block = (dx[:, at].mean() + dy[at, :].mean()) / (dx[:, ~at].mean() + dy[~at, :].mean() + 1e-9)
+    return np.array([flat_noise_estimate(gray), centre / (border + 1e-6), block])
 
 
 def colour_features(img):
@@ -159,9 +178,10 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--estimator-scenes", type=int, default=200,
                     help="real images for the estimator error table (0: skip)")
+    ap.add_argument("--version", default=None, help="DefocusSynth version (default: the library's default)")
     args = ap.parse_args(argv)
 
-    ds = DefocusSynth(2 * args.scenes, size=args.size, seed=args.seed)
+    ds = DefocusSynth(2 * args.scenes, size=args.size, seed=args.seed, version=args.version)
     t0 = time.time()
     rows = []
     real_images, real_sigmas = [], []
@@ -179,14 +199,15 @@ def main(argv=None):
             "colour": colour_features(img),
             "noise": np.array([noise_estimate(gray)]),
             "flat_noise": np.array([flat_noise_estimate(gray)]),
+            "processing": processing_features(gray),
         })
     t_render = time.time() - t0
 
     out = ["| family | pairs | oracle logreg | oracle gboost | means logreg | means gboost | colour logreg "
            "| colour gboost | colour+flat-noise logreg | colour+flat-noise gboost | colour+hp-noise logreg "
-           "| colour+hp-noise gboost |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for fam in FAMILIES:
+           "| colour+hp-noise gboost | processing logreg | processing gboost |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for fam in ds.families:
         sub = [r for r in rows if r["family_of_pair"] == fam]
         y = np.array([r["label"] for r in sub])
         g = np.array([r["source_id"] for r in sub])
@@ -196,13 +217,15 @@ def main(argv=None):
             "colour": np.stack([r["colour"] for r in sub]),
             "colour+flat-noise": np.stack([np.concatenate([r["colour"], r["flat_noise"]]) for r in sub]),
             "colour+hp-noise": np.stack([np.concatenate([r["colour"], r["noise"]]) for r in sub]),
+            "processing": np.stack([r["processing"] for r in sub]),
         }
         cells = []
-        for name in ("oracle", "means", "colour", "colour+flat-noise", "colour+hp-noise"):
+        for name in ("oracle", "means", "colour", "colour+flat-noise", "colour+hp-noise", "processing"):
             for mk in models().values():
                 cells.append(f"{cv_auc(feats[name], y, g, mk()):.3f}")
         out.append(f"| {fam} | {len(sub) // 2} | " + " | ".join(cells) + " |")
-    print(f"rendered {len(ds)} samples ({args.size}x{args.size}, seed {args.seed}) in {t_render:.0f} s\n")
+    print(f"rendered {len(ds)} samples ({args.size}x{args.size}, seed {args.seed}, DefocusSynth {ds.version}) "
+          f"in {t_render:.0f} s\n")
     print("ROC AUC, 5-fold CV grouped by source_id (fakes of one family vs the reals of the same scenes)\n")
     print("\n".join(out))
 

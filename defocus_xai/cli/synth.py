@@ -6,7 +6,8 @@ Output layout (``--out DIR``)::
     DIR/gt/000000_real.npz               sigma (H, W) float32 px, depth (H, W) float32 m,
                                          mask (H, W) uint8 (plain arrays, allow_pickle=False)
     DIR/index.csv                        file, label, family, source_id, seed, index,
-                                         jpeg_quality, gt (paths relative to DIR)
+                                         jpeg_quality, f_number, focal_length, focus_distance,
+                                         version, gt (paths relative to DIR)
 
 Every file is written to a temporary name in its folder and then renamed, so an interrupted
 run leaves no half-written file; ``index.csv`` is written last.
@@ -19,8 +20,12 @@ import csv
 import os
 import tempfile
 
-#: Fake family names (kept here so ``--help`` does not import torch); a test checks them against synth.FAMILIES.
-_FAMILY_NAMES = ("no_dof", "splice", "depth_inconsistent", "generator_smoothing")
+#: Fake family names of the newest version (kept here so ``--help`` does not import torch); a test checks them
+#: against synth.FAMILIES_V2.
+_FAMILY_NAMES = ("no_dof", "splice", "depth_inconsistent", "generator_smoothing", "face_swap")
+_VERSIONS = ("1.0", "2.0")
+_COLUMNS = ["file", "label", "family", "source_id", "seed", "index", "jpeg_quality", "f_number", "focal_length",
+            "focus_distance", "version", "gt"]
 
 
 def _atomic_write(path: str, write) -> None:
@@ -52,17 +57,17 @@ def run(args: argparse.Namespace) -> int:
     """Render ``args.n`` samples and write images, ground truth and the index."""
     import numpy as np
     from PIL import Image
-    from tqdm import tqdm
 
+    from .._progress import progress
     from ..data.synth import DefocusSynth
 
-    ds = DefocusSynth(args.n, size=args.size, families=tuple(args.families), seed=args.seed,
-                      fake_fraction=args.fake_fraction, jpeg=args.jpeg)
+    ds = DefocusSynth(args.n, size=args.size, families=tuple(args.families) if args.families else None,
+                      seed=args.seed, fake_fraction=args.fake_fraction, jpeg=args.jpeg, version=args.version)
     out = os.path.abspath(args.out)
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     os.makedirs(os.path.join(out, "gt"), exist_ok=True)
     rows = []
-    for i in tqdm(range(len(ds)), desc="synth", unit="img", disable=args.quiet):
+    for i in progress(range(len(ds)), desc="synth", unit="img", enabled=not args.quiet):
         s = ds[i]
         stem = f"{i:06d}_{s['family']}"
         rel_img, rel_gt = f"images/{stem}.png", f"gt/{stem}.npz"
@@ -70,15 +75,13 @@ def run(args: argparse.Namespace) -> int:
         _atomic_write(os.path.join(out, rel_img), lambda fh, u8=u8: Image.fromarray(u8).save(fh, format="PNG"))
         gt = {"sigma": s["sigma"][0].numpy(), "depth": s["depth"][0].numpy(), "mask": s["mask"][0].numpy()}
         _atomic_write(os.path.join(out, rel_gt), lambda fh, gt=gt: np.savez(fh, **gt))
-        rows.append({"file": rel_img, "label": s["label"], "family": s["family"], "source_id": s["source_id"],
-                     "seed": s["seed"], "index": s["index"], "jpeg_quality": s["jpeg_quality"], "gt": rel_gt})
+        rows.append({"file": rel_img, "gt": rel_gt, **{k: s[k] for k in _COLUMNS if k in s}})
 
     def write_index(fh):
         import io
 
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=["file", "label", "family", "source_id", "seed", "index",
-                                                  "jpeg_quality", "gt"])
+        writer = csv.DictWriter(text, fieldnames=_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
         fh.write(text.getvalue().encode("utf-8"))
@@ -101,8 +104,11 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=128, help="image height and width (default 128)")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data set (default 0)")
-    p.add_argument("--families", nargs="+", default=list(_FAMILY_NAMES), choices=_FAMILY_NAMES,
-                   metavar="FAMILY", help=f"fake families (default: all of {', '.join(_FAMILY_NAMES)})")
+    p.add_argument("--families", nargs="+", default=None, choices=_FAMILY_NAMES, metavar="FAMILY",
+                   help=f"fake families (default: every family of the version; {', '.join(_FAMILY_NAMES)}; "
+                        "face_swap needs --version 2.0)")
+    p.add_argument("--version", choices=_VERSIONS, default=None,
+                   help="generator version (default: the library's default, DefocusSynth's SYNTH_VERSION)")
     p.add_argument("--fake-fraction", type=float, default=0.5,
                    help="fraction of fakes; 0.5 (default) gives real/fake pairs of one scene")
     p.add_argument("--jpeg", type=_parse_jpeg, default=(75, 95),
