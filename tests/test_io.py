@@ -335,3 +335,15 @@ def test_error_pickles_with_fields():
     err = pickle.loads(pickle.dumps(ImageLoadError("/d/x.png", "empty file (0 bytes)")))
     assert err.path == "/d/x.png" and err.reason == "empty file (0 bytes)"
     assert str(err) == "cannot load image '/d/x.png': empty file (0 bytes)"
+
+
+def test_load_error_survives_a_dataloader_worker(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from defocus_xai.data import FolderDataset
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "bad.png").write_bytes(b"not a png")
+    ds = FolderDataset(tmp_path, size=32)
+    with pytest.raises(ImageLoadError, match="bad.png"):
+        next(iter(DataLoader(ds, batch_size=1, num_workers=1, collate_fn=lambda b: b)))

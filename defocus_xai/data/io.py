@@ -47,7 +47,11 @@ class ImageLoadError(ValueError):
     True
     """
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path, reason: str | None = None):
+        if reason is None:  # one argument: a finished message (how torch re-raises a DataLoader worker's error)
+            self.path, self.reason = "", str(path)
+            super().__init__(self.reason)
+            return
         self.path = os.fspath(path) if path is not None else ""
         self.reason = str(reason)
         super().__init__(f"cannot load image {self.path!r}: {self.reason}")
