@@ -1,4 +1,4 @@
-"""attribute(): shapes, determinism, batch independence, agreement with shap's reference loop."""
+"""attribute(): shapes, determinism, batch independence, agreement with shap's reference loop (sampler="shap")."""
 
 import copy
 import dataclasses
@@ -68,7 +68,8 @@ def test_shap_gradient_equals_reference_per_image_loop(det, data):
     import shap
 
     maps, bg = data
-    ours = attribute(det, maps, method="shap_gradient", background=bg, n_samples=20, seed=11, batch_size=3)
+    ours = attribute(det, maps, method="shap_gradient", background=bg, n_samples=20, seed=11, batch_size=3,
+                     sampler="shap")
     state = np.random.get_state()
     explainer = shap.GradientExplainer(Explained(det, "defocus", None), bg)
     ref = [explainer.shap_values(maps[i:i + 1], nsamples=20, rseed=sample_seed(11, i)) for i in range(len(maps))]
@@ -89,6 +90,10 @@ def test_expected_gradients_engines_agree_in_expectation(det, data):
         "captum_engine": attribute(det, x, method="shap_gradient", engine="captum", background=base,
                                    n_samples=n, seed=2),
         "gradient_shap": attribute(det, x, method="gradient_shap", background=base, n_samples=n, seed=3),
+        "gradient_shap_captum": attribute(det, x, method="gradient_shap", engine="captum", background=base,
+                                          n_samples=n, seed=4),
+        "shap_sampler": attribute(det, x, method="shap_gradient", sampler="shap", background=base, n_samples=n,
+                                  seed=5),
     }
     for name, a in runs.items():
         rel = float((a - ig).norm() / ig.norm())
@@ -224,13 +229,13 @@ def test_batched_engine_equals_shap(det, data, local_smoothing, optimize):
     maps, bg = data
     kw = {"local_smoothing": local_smoothing, "optimize": optimize}
     ours, meta = attribute(det, maps, method="shap_gradient", background=bg, n_samples=16, seed=4,
-                           method_kwargs=kw, return_meta=True)
-    assert meta["engine"] == "batched"
+                           sampler="shap", method_kwargs=kw, return_meta=True)
+    assert meta["engine"] == "batched" and meta["sampler"] == "shap"
     assert bool(meta["params"]["optimizations"]) is optimize
     ref = _shap_loop(det, maps, bg, 16, 4, local_smoothing=local_smoothing)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
-    eng = attribute(det, maps, method="shap_gradient", engine="shap", background=bg, n_samples=16, seed=4,
-                    method_kwargs={"local_smoothing": local_smoothing})
+    eng = attribute(det, maps, method="shap_gradient", engine="shap", sampler="shap", background=bg, n_samples=16,
+                    seed=4, method_kwargs={"local_smoothing": local_smoothing})
     torch.testing.assert_close(ours, eng, rtol=1e-5, atol=1e-7)
 
 
@@ -238,7 +243,8 @@ def test_batched_engine_equals_shap_in_rgb_space():
     imgs = torch.rand(3, 3, S, S, generator=torch.Generator().manual_seed(2))
     bg = torch.rand(2, 3, S, S, generator=torch.Generator().manual_seed(3))
     rgb = tiny_rgb_detector()
-    ours = attribute(rgb, imgs, method="shap_gradient", space="rgb", background=bg, n_samples=12, seed=9)
+    ours = attribute(rgb, imgs, method="shap_gradient", space="rgb", background=bg, n_samples=12, seed=9,
+                     sampler="shap")
     torch.testing.assert_close(ours, _shap_loop(rgb, imgs, bg, 12, 9, space="rgb"), rtol=1e-5, atol=1e-7)
 
 
@@ -280,7 +286,7 @@ def test_batched_engine_follows_weight_changes(data):
     with torch.no_grad():
         for p in d.parameters():
             p.mul_(-1.5)
-    b = attribute(d, maps[:2], method="shap_gradient", background=bg, n_samples=8)
+    b = attribute(d, maps[:2], method="shap_gradient", background=bg, n_samples=8, sampler="shap")
     assert not torch.allclose(a, b)
     torch.testing.assert_close(b, _shap_loop(d, maps[:2], bg, 8, 0), rtol=1e-5, atol=1e-7)
     assert all(p.requires_grad for p in d.parameters())  # the user's model is not frozen
@@ -330,9 +336,15 @@ def test_settings_resolve_defaults_per_method():
     from defocus_xai.explain import AttributionSettings
 
     s = AttributionSettings(method="shap_gradient").resolved()
-    assert (s.engine, s.n_samples, s.n_steps) == ("batched", 200, None)
+    assert (s.engine, s.sampler, s.n_samples, s.n_steps) == ("batched", "stratified", 200, None)
     ig = dataclasses.replace(s, method="integrated_gradients", engine=None).resolved()
-    assert (ig.engine, ig.n_samples, ig.n_steps) == ("captum", None, 50)
+    assert (ig.engine, ig.sampler, ig.n_samples, ig.n_steps) == ("captum", None, None, 50)
+    gs = AttributionSettings(method="gradient_shap").resolved()
+    assert (gs.engine, gs.sampler) == ("batched", "stratified")
+    for method, engine in (("shap_gradient", "shap"), ("shap_gradient", "captum"), ("gradient_shap", "captum")):
+        assert AttributionSettings(method=method, engine=engine).resolved().sampler == "shap"
+    assert AttributionSettings(sampler="shap").to_meta()["sampler"] == "shap"
+    assert AttributionSettings(method="saliency", sampler="shap").to_meta()["sampler"] is None
     assert AttributionSettings(method="shap_deep").resolved().engine == "shap"
     meta = AttributionSettings(method="integrated_gradients", n_steps=8, n_samples=99).to_meta()
     assert meta["n_steps"] == 8 and meta["n_samples"] is None and meta["background"] == "zeros"
@@ -364,6 +376,10 @@ def test_settings_reject_bad_values():
     for kw, match in (({"method": "lime"}, "unknown method"), ({"space": "depth"}, "unknown space"),
                       ({"engine": "fast"}, "unknown engine"),
                       ({"method": "saliency", "engine": "shap"}, "no engine"),
+                      ({"method": "gradient_shap", "engine": "shap"}, "no engine"),
+                      ({"sampler": "sobol"}, "unknown sampler"),
+                      ({"engine": "shap", "sampler": "stratified"}, "needs engine='batched'"),
+                      ({"method": "gradient_shap", "engine": "captum", "sampler": "stratified"}, "batched"),
                       ({"n_samples": 0}, "n_samples"), ({"n_steps": 2.5}, "n_steps"), ({"seed": -1}, "seed"),
                       ({"batch_size": 0}, "batch_size"), ({"background": 0}, "background")):
         with pytest.raises(ValueError, match=match):
@@ -383,7 +399,7 @@ def test_settings_attribute_equals_attribute(det, data):
     b = attribute(det, maps[:2], method="shap_gradient", background=bg, n_samples=6, seed=2,
                   sample_indices=[3, 4])
     assert torch.equal(a, b)
-    assert {k: meta[k] for k in ("method", "engine", "n_samples", "seed")} == \
-        {k: s.to_meta()[k] for k in ("method", "engine", "n_samples", "seed")}
+    assert {k: meta[k] for k in ("method", "engine", "sampler", "n_samples", "seed")} == \
+        {k: s.to_meta()[k] for k in ("method", "engine", "sampler", "n_samples", "seed")}
     with pytest.raises(ValueError, match="data-set samples"):
         AttributionSettings(background=4).attribute(det, maps[:1])

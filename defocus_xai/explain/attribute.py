@@ -92,7 +92,7 @@ def _run(det: nn.Module, x: torch.Tensor, bg: torch.Tensor, idx: list[int], s: A
 
 def attribute(detector: nn.Module, inputs: Any, *, method: str = "shap_gradient", space: str = "defocus",
               background: Any = None, n_samples: int | None = None, n_steps: int | None = None, seed: int = 0,
-              engine: str | None = None, batch_size: int = 16, eval_batch_size: int = 256,
+              engine: str | None = None, sampler: str | None = None, batch_size: int = 16, eval_batch_size: int = 256,
               method_kwargs: dict | None = None, target: int | None = None,
               sample_indices: Sequence[int] | None = None, inputs_are_maps: bool | None = None,
               return_meta: bool = False):
@@ -111,9 +111,10 @@ def attribute(detector: nn.Module, inputs: Any, *, method: str = "shap_gradient"
         ``space="rgb"``: images ``(B, 3, H, W)`` float in ``[0, 1]`` (uint8 / numpy HWC converted).
     method : str
         One of :data:`~defocus_xai.explain.settings.METHODS`: ``"shap_gradient"`` (shap's
-        GradientExplainer estimator, the paper's choice), ``"shap_deep"`` (shap DeepExplainer), and
-        through captum ``"gradient_shap"``, ``"integrated_gradients"``, ``"deeplift"``, ``"saliency"``,
-        ``"input_x_gradient"``, ``"occlusion"``.
+        GradientExplainer estimand, the paper's choice), ``"gradient_shap"`` (captum's GradientShap
+        estimand: the same with input noise ``stdevs``), ``"shap_deep"`` (shap DeepExplainer), and through
+        captum ``"integrated_gradients"``, ``"deeplift"``, ``"saliency"``, ``"input_x_gradient"``,
+        ``"occlusion"``.
     space : {"defocus", "rgb"}
         Explain the normalized map or the image.
     background : tensor, optional
@@ -128,7 +129,13 @@ def attribute(detector: nn.Module, inputs: Any, *, method: str = "shap_gradient"
     seed : int
         Seed of the random draws; sample ``i`` uses ``sample_seed(seed, sample_indices[i])``.
     engine : {"batched", "shap", "captum"}, optional
-        For ``shap_gradient`` only (default ``"batched"``); see ``docs/attribution.md``.
+        For ``shap_gradient`` (all three) and ``gradient_shap`` (``"batched"`` or ``"captum"``); default
+        ``"batched"``. See ``docs/attribution.md``.
+    sampler : {"stratified", "shap"}, optional
+        How ``shap_gradient`` and ``gradient_shap`` draw (background row, t) pairs. ``"stratified"`` (the
+        default of the batched engine): every background row equally often and t in jittered strata of
+        ``[0, 1]``, the same expectation with a lower variance. ``"shap"`` (the default and only choice of
+        the ``"shap"`` and ``"captum"`` engines): independent draws, shap's own with the batched engine.
     batch_size : int
         Samples per step of the per-batch methods.
     eval_batch_size : int
@@ -172,7 +179,8 @@ def attribute(detector: nn.Module, inputs: Any, *, method: str = "shap_gradient"
     (3, 1, 32, 32)
     """
     s = AttributionSettings(method=method, space=space, background=None, n_samples=n_samples, n_steps=n_steps,
-                            seed=seed, engine=engine, batch_size=batch_size, eval_batch_size=eval_batch_size,
+                            seed=seed, engine=engine, sampler=sampler, batch_size=batch_size,
+                            eval_batch_size=eval_batch_size,
                             method_kwargs=method_kwargs or {}, target=target).resolved()
     with borrowed(detector) as det:
         x, from_images = prepare_inputs(det, inputs, space, inputs_are_maps, module_device(det))

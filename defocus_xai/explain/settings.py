@@ -17,8 +17,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-__all__ = ["AttributionSettings", "METHODS", "SPACES", "ENGINES", "DEFAULT_N_SAMPLES", "DEFAULT_N_STEPS",
-           "describe_background"]
+from .samplers import SAMPLERS
+
+__all__ = ["AttributionSettings", "METHODS", "SPACES", "ENGINES", "SAMPLING_ENGINES", "SAMPLERS",
+           "DEFAULT_N_SAMPLES", "DEFAULT_N_STEPS", "describe_background"]
 
 METHODS = ("shap_gradient", "shap_deep", "gradient_shap", "integrated_gradients", "deeplift", "saliency",
            "input_x_gradient", "occlusion")
@@ -28,7 +30,10 @@ SPACES = ("defocus", "rgb")
 """What an attribution explains: the normalized defocus map or the RGB image."""
 
 ENGINES = ("batched", "shap", "captum")
-"""Engines of ``shap_gradient`` (the other methods have one engine each)."""
+"""Engines of ``shap_gradient`` (the other methods have one engine each, gradient_shap two)."""
+
+SAMPLING_ENGINES = {"shap_gradient": ENGINES, "gradient_shap": ("batched", "captum")}
+"""The engines of each sampling method (default ``"batched"``, the only one that stratifies its draws)."""
 
 DEFAULT_N_SAMPLES = {"shap_gradient": 200, "gradient_shap": 200}
 """Default random draws per sample of the sampling methods (shap's ``nsamples``)."""
@@ -143,7 +148,13 @@ class AttributionSettings:
     seed : int
         Seed of the random draws (sample ``i`` of a data set draws from ``sample_seed(seed, i)``).
     engine : {"batched", "shap", "captum"}, optional
-        ``shap_gradient``'s engine (default ``"batched"``); the other methods have a single engine.
+        The engine of ``shap_gradient`` (default ``"batched"``; see :data:`SAMPLING_ENGINES`) or of
+        ``gradient_shap`` (``"batched"`` or ``"captum"``); the other methods have a single engine.
+    sampler : {"stratified", "shap"}, optional
+        How the sampling methods draw (background row, t) pairs: ``"stratified"`` (every row equally often,
+        t in jittered strata; the default of the ``"batched"`` engine) or ``"shap"`` (independent draws:
+        shap's own stream with the ``"batched"`` and ``"shap"`` engines, captum's with ``"captum"``, the
+        default of those two). Only the ``"batched"`` engine stratifies. Unused by other methods.
     batch_size, eval_batch_size : int
         Samples per step and inputs per forward/backward pass; they bound memory, not values.
     method_kwargs : mapping
@@ -172,6 +183,7 @@ class AttributionSettings:
     n_steps: int | None = None
     seed: int = 0
     engine: str | None = None
+    sampler: str | None = None
     batch_size: int = 16
     eval_batch_size: int = 256
     method_kwargs: Mapping = field(default_factory=_FrozenMap)
@@ -182,11 +194,17 @@ class AttributionSettings:
             raise ValueError(f"unknown method {self.method!r}; choose one of {METHODS}")
         if self.space not in SPACES:
             raise ValueError(f"unknown space {self.space!r}; choose one of {SPACES}")
-        if self.method == "shap_gradient":
-            if self.engine is not None and self.engine not in ENGINES:
-                raise ValueError(f"unknown engine {self.engine!r} for shap_gradient; choose one of {ENGINES}")
-        elif self.engine is not None and self.engine != _ONE_ENGINE.get(self.method, "captum"):
+        if self.engine is not None and self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose one of {ENGINES}")
+        if self.engine is not None and self.engine not in SAMPLING_ENGINES.get(
+                self.method, (_ONE_ENGINE.get(self.method, "captum"),)):
             raise ValueError(f"method {self.method!r} has no engine {self.engine!r}")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        if self.method in SAMPLING_ENGINES and self.sampler == "stratified" and self.engine not in (None,
+                                                                                                  "batched"):
+            raise ValueError(f"{self.method}: engine={self.engine!r} draws its own (background, t) pairs at "
+                             "random; sampler='stratified' needs engine='batched' (or pass sampler='shap')")
         for name in ("n_samples", "n_steps", "batch_size", "eval_batch_size"):
             _positive(name, getattr(self, name))
         if isinstance(self.seed, bool) or int(self.seed) != self.seed or int(self.seed) < 0:
@@ -206,20 +224,25 @@ class AttributionSettings:
         object.__setattr__(self, "method_kwargs", _FrozenMap(self.method_kwargs))
 
     def resolved(self) -> "AttributionSettings":
-        """These settings with each method's defaults filled in: the engine, ``n_samples`` for the sampling
-        methods and ``n_steps`` for integrated gradients; the count a method does not use is None.
+        """These settings with each method's defaults filled in: the engine, ``n_samples`` and the sampler
+        for the sampling methods, ``n_steps`` for integrated gradients; what a method does not use is None.
 
         Examples
         --------
         >>> r = AttributionSettings(method="gradient_shap", n_steps=8).resolved()
-        >>> r.engine, r.n_samples, r.n_steps
-        ('captum', 200, None)
+        >>> r.engine, r.sampler, r.n_samples, r.n_steps
+        ('batched', 'stratified', 200, None)
+        >>> AttributionSettings(engine="shap").resolved().sampler
+        'shap'
         """
         m = self.method
-        engine = self.engine or ("batched" if m == "shap_gradient" else _ONE_ENGINE.get(m, "captum"))
+        engine = self.engine or ("batched" if m in SAMPLING_ENGINES else _ONE_ENGINE.get(m, "captum"))
         n_samples = (self.n_samples or DEFAULT_N_SAMPLES[m]) if m in DEFAULT_N_SAMPLES else None
         n_steps = (self.n_steps or DEFAULT_N_STEPS[m]) if m in DEFAULT_N_STEPS else None
-        return dataclasses.replace(self, engine=engine, n_samples=n_samples, n_steps=n_steps)
+        sampler = None
+        if m in SAMPLING_ENGINES:
+            sampler = self.sampler or ("stratified" if engine == "batched" else "shap")
+        return dataclasses.replace(self, engine=engine, sampler=sampler, n_samples=n_samples, n_steps=n_steps)
 
     def to_meta(self) -> dict:
         """The settings that determine the values, as a JSON-able dict (for the store's ``meta`` and the
@@ -232,7 +255,8 @@ class AttributionSettings:
         'zeros'
         """
         r = self.resolved()
-        return {"method": r.method, "space": r.space, "engine": r.engine, "n_samples": r.n_samples,
+        return {"method": r.method, "space": r.space, "engine": r.engine, "sampler": r.sampler,
+                "n_samples": r.n_samples,
                 "n_steps": r.n_steps, "seed": int(r.seed), "target": r.target,
                 "method_kwargs": _jsonable(r.method_kwargs), "background": describe_background(r.background)}
 

@@ -6,9 +6,9 @@ select the random draws) and ``settings`` a resolved :class:`~defocus_xai.explai
 """
 
 from .base import EngineOutput, Explained, check_differentiable, explained_forward
-from .captum_methods import deeplift, gradient_shap, input_x_gradient, integrated_gradients, occlusion, saliency
+from .captum_methods import deeplift, input_x_gradient, integrated_gradients, occlusion, saliency
+from .expected_gradients import gradient_shap, shap_gradient
 from .shap_deep import shap_deep
-from .shap_gradient import shap_gradient
 
 __all__ = ["ENGINES_BY_METHOD", "EngineOutput", "Explained", "explained_forward", "check_differentiable"]
 

@@ -1,4 +1,5 @@
-"""The captum engines: gradient_shap, integrated_gradients, deeplift, saliency, input_x_gradient, occlusion.
+"""The captum engines: integrated_gradients, deeplift, saliency, input_x_gradient, occlusion, and captum's
+GradientShap values behind the ``"captum"`` engines of gradient_shap and shap_gradient.
 
 Each takes the explained model, the inputs ``x``, the background rows ``bg``, the samples' data-set indices
 and the resolved :class:`~defocus_xai.explain.settings.AttributionSettings`, and returns an
@@ -15,7 +16,7 @@ import torch
 from ..samplers import sample_seed
 from .base import EngineOutput, Explained, check_layers, chunks, mean_baseline
 
-__all__ = ["gradient_shap", "gradient_shap_values", "integrated_gradients", "deeplift", "saliency",
+__all__ = ["gradient_shap_values", "integrated_gradients", "deeplift", "saliency",
            "input_x_gradient", "occlusion", "CAPTUM_DRAW_BLOCK"]
 
 CAPTUM_DRAW_BLOCK = 64  # draws per captum GradientShap call (part of the definition of its values)
@@ -39,13 +40,6 @@ def gradient_shap_values(model: Explained, x, bg, idx, *, n_samples: int, seed: 
             acc += a[0].detach().double().cpu() * m
         out[i] = (acc / n_samples).float()
     return out
-
-
-def gradient_shap(model: Explained, x, bg, idx, s) -> EngineOutput:
-    stdevs = float(s.method_kwargs.get("stdevs", 0.0))
-    values = gradient_shap_values(model, x, bg, idx, n_samples=s.n_samples, seed=s.seed, stdevs=stdevs)
-    return EngineOutput(values, {"stdevs": stdevs, "draws_per_call": CAPTUM_DRAW_BLOCK,
-                                 "rng": "numpy seeded with sample_seed(seed, index) + block"}, {})
 
 
 def integrated_gradients(model: Explained, x, bg, idx, s) -> EngineOutput:
