@@ -158,3 +158,12 @@ def test_rooms_are_small():
 def test_no_reference_to_files_outside_the_repository():
     hits = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if "UPSTREAM" in p.read_text()]
     assert not hits, hits
+
+
+@pytest.mark.parametrize("sub", SUBPACKAGES)
+def test_no_public_name_shadows_a_submodule(sub):
+    folder = PACKAGE / sub
+    modules = {p.stem for p in folder.glob("*.py")} | {p.name for p in folder.iterdir() if p.is_dir()}
+    shadowed = sorted(set(getattr(dx, sub).__all__) & modules - {m for m in modules if
+                                                                  inspect.ismodule(getattr(getattr(dx, sub), m, None))})
+    assert not shadowed, f"{sub}: public names that hide a submodule of the same name: {shadowed}"

@@ -15,7 +15,7 @@ Examples
 >>> dxe.export_attributions(detector, dataset, "shap_data.npz", background=10)  # doctest: +SKIP
 """
 
-from .attribute import attribute
+from .attribution import attribute
 from .export import export_attributions
 from .faithfulness import CurveSet, FaithfulnessResult, deletion_insertion
 from .features import FeatureSet, extract_features

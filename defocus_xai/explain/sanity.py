@@ -32,7 +32,7 @@ from torch import nn
 
 from .._device import module_device
 from ..detect.protocol import borrowed, unwrap
-from .attribute import prepare_inputs
+from .attribution import prepare_inputs
 from .engines import explained_forward
 from .settings import AttributionSettings
 

@@ -286,7 +286,7 @@ class AttributionSettings:
         >>> AttributionSettings(method="saliency").attribute(det, torch.rand(1, 1, 16, 16)).shape
         torch.Size([1, 1, 16, 16])
         """
-        from .attribute import attribute
+        from .attribution import attribute
 
         if isinstance(self.background, (int, np.integer)):
             raise ValueError(f"background={int(self.background)} names data-set samples; pass the reference "
