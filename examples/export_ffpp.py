@@ -54,7 +54,8 @@ def parse_args(argv=None):
                    help=f"attribution methods (default shap_gradient; any of {', '.join(dx.explain.METHODS)})")
     p.add_argument("--n-samples", type=int, default=None, help="SHAP draws per sample (default 200)")
     p.add_argument("--background", type=int, default=10,
-                   help="SHAP background: the first K samples (default 10, as the paper); 0: all-zero input")
+                   help="SHAP background: the first K real frames of the training split (default 10, as the "
+                        "paper); 0: an all-zero input")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--chunk-size", type=int, default=256, help="samples per shard file")
@@ -112,10 +113,15 @@ def main(argv=None) -> int:
     if args.demo:
         # tiny data: fewer draws and a smaller background keep the demo at a few seconds
         args.n_samples, args.background = args.n_samples or 8, min(args.background, 2)
+    # the reference: real frames of the training split, as the paper (the demo tree has no split)
+    reference = None if args.demo else dx.FaceForensicsDataset(
+        root, methods=methods, split="train", frames_per_video=args.frames_per_video, compression=args.compression,
+        split_files=args.split_files, frames_dir=args.frames_dir, size=size)
     print(f"{len(dataset)} frames from {root} ({', '.join(methods)}, split {split or 'all'}); "
           f"{len(dataset.excluded_videos)} video folders left out")
     dx.export_attributions(detector, dataset, out, methods=tuple(args.attribution_methods), rgb_detector=rgb,
-                           background=args.background or None, n_samples=args.n_samples, seed=args.seed,
+                           background=args.background or "zeros", background_data=reference, n_samples=args.n_samples,
+                           seed=args.seed,
                            batch_size=args.batch_size, chunk_size=args.chunk_size, num_shards=args.num_shards,
                            shard_index=args.shard_index, device=args.device, num_workers=args.num_workers,
                            progress=not args.quiet)

@@ -120,9 +120,11 @@ def test_meta_names_engine_and_background(det, data):
     _, meta = attribute(det, maps[:1], method="shap_gradient", background=bg, n_samples=4, return_meta=True)
     assert meta["engine"] == "batched" and meta["seed"] == 0 and meta["n_samples"] == 4
     assert "fold_batchnorm" in meta["params"]["optimizations"] and meta["params"]["rows_per_pass"] == 64
-    assert meta["background"].startswith("3 maps") and "sha1" in meta["background"]
-    _, meta = attribute(det, maps[:1], method="shap_gradient", engine="captum", n_samples=4, return_meta=True)
-    assert meta["engine"] == "captum" and meta["background"].startswith("zeros")
+    assert meta["background"].startswith("given: 3 reference inputs (1, 16, 16), sha1 ")
+    assert meta["background_info"]["kind"] == "given" and meta["background_info"]["k"] == 3
+    _, meta = attribute(det, maps[:1], method="shap_gradient", engine="captum", n_samples=4, background="zeros",
+                        return_meta=True)
+    assert meta["engine"] == "captum" and meta["background"] == "zeros: one all-zero input (1, 16, 16)"
 
 
 def test_images_are_turned_into_maps(det):
@@ -347,7 +349,9 @@ def test_settings_resolve_defaults_per_method():
     assert AttributionSettings(method="saliency", sampler="shap").to_meta()["sampler"] is None
     assert AttributionSettings(method="shap_deep").resolved().engine == "shap"
     meta = AttributionSettings(method="integrated_gradients", n_steps=8, n_samples=99).to_meta()
-    assert meta["n_steps"] == 8 and meta["n_samples"] is None and meta["background"] == "zeros"
+    assert meta["n_steps"] == 8 and meta["n_samples"] is None
+    assert meta["background"] == "data: 10 samples of the data (resolved when attributing)"
+    assert meta["background_info"] == {"kind": "data", "k": 10, "source": "data (resolved when attributing)"}
     assert json.loads(json.dumps(meta)) == meta
 
 
@@ -366,8 +370,9 @@ def test_settings_are_frozen_comparable_and_picklable():
     other_batch = dataclasses.replace(s, batch_size=3)
     assert s != other_batch and s.to_meta() == other_batch.to_meta()  # same values, other memory bound
     assert pickle.loads(pickle.dumps(s)) == s and copy.deepcopy(s) == s
-    assert s.to_meta()["background"].startswith("2 maps, shape (1, 16, 16), sha1 ")
-    assert AttributionSettings(background=10).to_meta()["background"] == "data-set samples 0..9"
+    assert s.to_meta()["background"].startswith("given: 2 reference inputs (1, 16, 16), sha1 ")
+    assert AttributionSettings(background=7).to_meta()["background_info"]["k"] == 7
+    assert AttributionSettings(background="zeros").to_meta()["background"] == "zeros: one all-zero input"
 
 
 def test_settings_reject_bad_values():
@@ -381,11 +386,14 @@ def test_settings_reject_bad_values():
                       ({"engine": "shap", "sampler": "stratified"}, "needs engine='batched'"),
                       ({"method": "gradient_shap", "engine": "captum", "sampler": "stratified"}, "batched"),
                       ({"n_samples": 0}, "n_samples"), ({"n_steps": 2.5}, "n_steps"), ({"seed": -1}, "seed"),
-                      ({"batch_size": 0}, "batch_size"), ({"background": 0}, "background")):
+                      ({"batch_size": 0}, "batch_size"), ({"background": 0}, "background"),
+                      ({"background": "ten"}, "unknown background"), ({"background_size": 0}, "background_size"),
+                      ({"wrapper": "paper299"}, "unknown wrapper"),
+                      ({"wrapper": "paper224", "space": "rgb"}, "wraps the defocus-map function")):
         with pytest.raises(ValueError, match=match):
             AttributionSettings(**kw)
     with pytest.raises(TypeError, match="background"):
-        AttributionSettings(background="ten")
+        AttributionSettings(background=object())
     with pytest.raises(TypeError, match="method_kwargs"):
         AttributionSettings(method_kwargs={"window": object()})
 
@@ -401,5 +409,5 @@ def test_settings_attribute_equals_attribute(det, data):
     assert torch.equal(a, b)
     assert {k: meta[k] for k in ("method", "engine", "sampler", "n_samples", "seed")} == \
         {k: s.to_meta()[k] for k in ("method", "engine", "sampler", "n_samples", "seed")}
-    with pytest.raises(ValueError, match="data-set samples"):
+    with pytest.raises(ValueError, match="its own reference"):
         AttributionSettings(background=4).attribute(det, maps[:1])

@@ -63,7 +63,8 @@ def test_round_trip(reference):
     assert m["schema_version"] == 1 and m["image_grid"] == {"height": 16, "width": 16}
     a = m["attributions"]["defocus_shaps"]
     assert a["engine"] == "batched" and a["n_samples"] == 6 and a["seed"] == 5
-    assert "data-set samples 0..1" in a["background"]
+    assert a["background"].startswith("data: 2 real samples of the explained data (indices 0, 2)")
+    assert a["background_info"]["paths"] == ["toy/0000.png", "toy/0002.png"]
     assert m["attributions"]["rgb_shaps"]["space"] == "rgb"
     assert m["estimator"]["size"] == 16 and "fingerprint" in m["export"]
     assert "arch" in m["detector"]
@@ -271,8 +272,8 @@ def test_second_export_into_a_locked_output_fails_at_once(tmp_path):
     for out in (tmp_path / "folder", tmp_path / "one.npz"):
         with output_lock(out):
             with pytest.raises(OutputLocked, match=rf"{out.name}: another export \(pid {os.getpid()}\)"):
-                _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)
-        assert _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None) == out
+                _export(out, n=2, methods=("saliency",), rgb_detector=None, background="zeros")
+        assert _export(out, n=2, methods=("saliency",), rgb_detector=None, background="zeros") == out
         assert not list(tmp_path.glob("**/*.lock"))  # released and removed
 
 
@@ -284,11 +285,11 @@ def test_lock_held_by_another_process(tmp_path):
     try:
         assert proc.stdout.readline().strip() == "locked"
         with pytest.raises(OSError, match=rf"pid {proc.pid}\)"):
-            _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)
+            _export(out, n=2, methods=("saliency",), rgb_detector=None, background="zeros")
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    _export(out, n=2, methods=("saliency",), rgb_detector=None, background=None)  # a dead holder blocks nothing
+    _export(out, n=2, methods=("saliency",), rgb_detector=None, background="zeros")  # a dead holder blocks nothing
 
 
 def test_other_shard_split_refused_not_mixed(tmp_path, reference):

@@ -1,7 +1,8 @@
 """Attributions of defocus detectors, their export, and the checks of an attribution method.
 
 * :func:`attribute` -- one entry point over shap and captum methods, on the defocus map or the image,
-  with its options in one :class:`AttributionSettings`;
+  with its options in one :class:`AttributionSettings` (the paper's: :meth:`AttributionSettings.paper`)
+  and the attribution reference (``background``) recorded in its meta;
 * :func:`export_attributions` -- stream a data set to a ``.npz`` file or store (read it with
   :mod:`defocus_xai.store`);
 * :func:`extract_features` -- pooled penultimate features of a detector, for t-SNE / PCA;
@@ -12,7 +13,7 @@ Examples
 --------
 >>> import defocus_xai.explain as dxe                                          # doctest: +SKIP
 >>> attr = dxe.attribute(detector, maps, method="shap_gradient")             # doctest: +SKIP
->>> dxe.export_attributions(detector, dataset, "shap_data.npz", background=10)  # doctest: +SKIP
+>>> dxe.export_attributions(detector, dataset, "shap_data.npz", background_data=train)  # doctest: +SKIP
 """
 
 from .attribution import attribute
@@ -20,7 +21,7 @@ from .export import export_attributions
 from .faithfulness import CurveSet, FaithfulnessResult, deletion_insertion
 from .features import FeatureSet, extract_features
 from .sanity import randomization_test
-from .settings import METHODS, SPACES, AttributionSettings
+from .settings import BACKGROUNDS, METHODS, SPACES, WRAPPERS, AttributionSettings
 
 __all__ = [
     "attribute",
@@ -34,4 +35,6 @@ __all__ = [
     "CurveSet",
     "METHODS",
     "SPACES",
+    "BACKGROUNDS",
+    "WRAPPERS",
 ]

@@ -26,7 +26,8 @@ from ..store.atomic import output_lock
 from .distributed import barrier, dist_setup, dist_teardown, rank_device
 from .export_data import check_finite, image_batch, load_background, sample_arrays, sample_fields
 from .export_output import check_existing, finish, prepare_output, single_file_done
-from .settings import METHODS, AttributionSettings, describe_background
+from .background import DEFAULT_BACKGROUND_SIZE, describe_background, rows_info
+from .settings import METHODS, AttributionSettings
 
 __all__ = ["export_attributions"]
 
@@ -56,7 +57,9 @@ def _base_settings(settings: AttributionSettings | None, methods: Sequence[str],
         method = "shap_gradient" if "shap_gradient" in methods else methods[0]
         return AttributionSettings(method=method, **loose)
     defaults = {f.name: f.default for f in dataclasses.fields(AttributionSettings)}
-    given = [k for k, v in loose.items() if not (v is defaults[k] or (type(v) in (int, float) and v == defaults[k]))]
+    given = [k for k, v in loose.items()
+             if not (v is defaults[k] or (type(v) in (int, float, str) and type(v) is type(defaults[k])
+                                          and v == defaults[k]))]
     if given:
         raise ValueError(f"export_attributions: pass the attribution options either in settings= or as "
                          f"keyword arguments, not both (also given: {given})")
@@ -67,27 +70,32 @@ class _Exporter:
     """Maps, scores and attributions of one batch of samples, with the per-key settings fixed up front."""
 
     def __init__(self, det: nn.Module, rgb: nn.Module | None, base: AttributionSettings, methods: Sequence[str],
-                 method_kwargs: dict, bg_images: torch.Tensor | None, bg_source: str | None, device):
+                 method_kwargs: dict, bg_rows: torch.Tensor | None, bg_info: dict, device):
         self.det, self.rgb, self.device, self.batch_size = det, rgb, device, base.batch_size
-        bg_maps = None
-        if bg_images is not None:
-            bg_images = bg_images.to(device)
-            if bg_images.shape[1] == 1:  # maps given: the RGB detector uses zeros
-                bg_maps, bg_images = bg_images, None
+        refs = {"defocus": base.background, "rgb": base.background}  # "zeros" / "blur": made per input
+        if bg_rows is not None:
+            bg_rows = bg_rows.to(device)
+            if bg_rows.shape[1] == 1:  # maps given: the RGB detector uses zeros
+                refs = {"defocus": bg_rows, "rgb": "zeros"}
             else:
                 with torch.no_grad():
-                    bg_maps = det.map_from_images(bg_images).float()
+                    refs = {"defocus": det.map_from_images(bg_rows).float(), "rgb": bg_rows}
         self.settings: dict[str, AttributionSettings] = {}
         self.meta: dict[str, dict] = {}
-        spaces = [("defocus", det, bg_maps)] + ([("rgb", rgb, bg_images)] if rgb is not None else [])
+        spaces = [("defocus", det)] + ([("rgb", rgb)] if rgb is not None else [])
         for method in methods:
             kw = method_kwargs.get(method, base.method_kwargs if method == base.method else {})
-            for space, model, bg in spaces:
+            for space, model in spaces:
+                bg = refs[space]
                 s = dataclasses.replace(base, method=method, space=space, background=bg, method_kwargs=kw,
-                                        engine=base.engine if method == base.method else None)
+                                        engine=base.engine if method == base.method else None,
+                                        wrapper=base.wrapper if space == "defocus" else None)
+                info = rows_info(bg, bg_info) if torch.is_tensor(bg) else s.background_info()
+                if space == "rgb" and bg_rows is not None and bg_rows.shape[1] == 1:
+                    info["note"] = "the reference was given as maps; the RGB detector uses an all-zero image"
                 key = attribution_key(space, method)
                 self.settings[key] = s
-                self.meta[key] = dict(s.to_meta(), background=describe_background(bg, source=bg_source),
+                self.meta[key] = dict(s.to_meta(), background=describe_background(info), background_info=info,
                                       detector=_name(model))
 
     def batch(self, items: list[dict], idx: list[int]) -> dict[str, np.ndarray]:
@@ -98,14 +106,14 @@ class _Exporter:
             scores = torch.sigmoid(self.det.forward_map(maps).reshape(len(items), -1)[:, -1])
         out = sample_arrays(items, idx, maps)
         out["scores"] = scores.cpu().numpy().astype(np.float32)
+        for key, value in out.items():  # before attributing: a NaN map or score names the detector and sample
+            if value.dtype.kind == "f":
+                check_finite(value, key, items, idx, _name(self.det))
         for key, s in self.settings.items():
             if s.space == "defocus":
                 out[key] = s.attribute(self.det, maps, sample_indices=idx, inputs_are_maps=True)[:, 0].cpu().numpy()
             else:
                 out[key] = s.attribute(self.rgb, images, sample_indices=idx).cpu().numpy()
-        for key, value in out.items():
-            if value.dtype.kind == "f":
-                check_finite(value, key, items, idx, self.meta.get(key, {}).get("detector") or _name(self.det))
         return out
 
 
@@ -168,8 +176,10 @@ def _run_chunks(exp: _Exporter, data: Any, work: Path, chunks: list[list[int]], 
 
 def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, *,
                         methods: Sequence[str] | None = None, settings: AttributionSettings | None = None,
-                        rgb_detector: nn.Module | None = None, background: Any = None, n_samples: int | None = None,
-                        n_steps: int | None = None, seed: int = 0, engine: str | None = None, batch_size: int = 16,
+                        rgb_detector: nn.Module | None = None, background: Any = "data",
+                        background_size: int = DEFAULT_BACKGROUND_SIZE, background_data: Any = None,
+                        n_samples: int | None = None, n_steps: int | None = None, seed: int = 0,
+                        engine: str | None = None, sampler: str | None = None, batch_size: int = 16,
                         eval_batch_size: int = 256, method_kwargs: dict | None = None, chunk_size: int = 256,
                         num_shards: int = 1, shard_index: int = 0, resume: bool = True, progress: bool = True,
                         device: Any = None, num_workers: int | None = None,
@@ -195,16 +205,27 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
         ``(settings.method,)``, else ``("shap_gradient",)``.
     settings : AttributionSettings, optional
         The attribution options in one object (its ``method`` / ``space`` are set per key; its
-        ``method_kwargs`` and ``engine`` apply to its own method). Give either this or the keyword
-        options ``background`` ... ``eval_batch_size``.
+        ``method_kwargs`` and ``engine`` apply to its own method, its ``wrapper`` to the defocus keys;
+        :meth:`AttributionSettings.paper` is the paper's). Give either this or the keyword options
+        ``background``, ``background_size``, ``n_samples`` ... ``eval_batch_size``.
     rgb_detector : nn.Module, optional
         An RGB detector explained on the same images (``rgb_shaps`` (N, 3, H, W), ``attr_rgb_<method>``).
-    background : None, int or tensor
-        The attribution reference. None: an all-zero map / image. An int ``k``: the first ``k`` samples
-        of the data set (the reference used 10 images). Images ``(K, 3, H, W)`` (the maps are computed
-        from them) or normalized maps ``(K, 1, S, S)`` in ``[0, 1]`` (then the RGB detector uses zeros).
-    n_samples, n_steps, seed, engine, batch_size, eval_batch_size
-        As in :func:`~defocus_xai.explain.attribute` (``batch_size`` is also the samples per step).
+    background : {"data", "zeros", "blur"}, int or tensor
+        The attribution reference, recorded in ``meta`` (``background``: one line for reports and
+        captions; ``background_info``: kind, k, indices, paths and labels). ``"data"`` (default): the
+        first ``background_size`` real (label 0) samples of ``background_data`` or, without it, of
+        ``data`` (the maps are computed from their images); an int ``k``: ``"data"`` with ``k``
+        samples; ``"zeros"``: an all-zero map / image; ``"blur"``: each input's Gaussian-blurred copy;
+        or images ``(K, 3, H, W)`` or normalized maps ``(K, 1, S, S)`` in ``[0, 1]`` (then the RGB
+        detector uses zeros).
+    background_size : int
+        Samples of the data background (default 10, as the paper).
+    background_data : Dataset, optional
+        Where the data background comes from: the reference / training split (the paper: the first 10
+        real training frames). Default: the data being explained.
+    n_samples, n_steps, seed, engine, sampler, batch_size, eval_batch_size
+        As in :func:`~defocus_xai.explain.attribute` (``batch_size`` is also the samples per step;
+        ``sampler``: ``"stratified"``, the default of the batched engine, or ``"shap"``).
     method_kwargs : dict, optional
         Method name -> its extra parameters.
     chunk_size : int
@@ -244,8 +265,11 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
     Examples
     --------
     >>> export_attributions(det, DefocusSynth(64, size=64), "out.npz", methods=("shap_gradient", "saliency"),
-    ...                     background=10, n_samples=50)          # doctest: +SKIP
+    ...                     background_data=DefocusSynth(64, size=64, seed=0), n_samples=50)  # doctest: +SKIP
     PosixPath('out.npz')
+    >>> export_attributions(det, test_data, "paper.npz", settings=AttributionSettings.paper(),
+    ...                     background_data=train_data)                            # doctest: +SKIP
+    PosixPath('paper.npz')
     """
     from torch.utils.data import DataLoader
 
@@ -257,8 +281,9 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
     if not uses_maps(detector):
         raise TypeError(f"export_attributions needs a detector that reads defocus maps (a MapDetector); got "
                         f"{type(detector).__name__}")
-    base = _base_settings(settings, methods, dict(background=background, n_samples=n_samples, n_steps=n_steps,
-                                                  seed=seed, engine=engine, batch_size=batch_size,
+    base = _base_settings(settings, methods, dict(background=background, background_size=background_size,
+                                                  n_samples=n_samples, n_steps=n_steps, seed=seed, engine=engine,
+                                                  sampler=sampler, batch_size=batch_size,
                                                   eval_batch_size=eval_batch_size))
     if isinstance(data, DataLoader):
         num_workers = data.num_workers if num_workers is None else num_workers
@@ -270,8 +295,8 @@ def export_attributions(detector: nn.Module, data: Any, out: str | os.PathLike, 
     with contextlib.ExitStack() as stack:
         det = stack.enter_context(borrowed(detector, device))
         rgb = stack.enter_context(borrowed(rgb_detector, device)) if rgb_detector is not None else None
-        bg_images, bg_source = load_background(base.background, data)
-        exp = _Exporter(det, rgb, base, methods, dict(method_kwargs or {}), bg_images, bg_source, device)
+        bg_rows, bg_info = load_background(base.background, base.background_size, data, background_data)
+        exp = _Exporter(det, rgb, base, methods, dict(method_kwargs or {}), bg_rows, bg_info, device)
         return _export(exp, data, out, chunk_size=int(chunk_size), num_shards=int(num_shards),
                        shard_index=int(shard_index), resume=resume, progress=progress,
                        num_workers=int(num_workers or 0), distributed=distributed)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .background import BLUR_FRACTION, background_kind, data_rows, data_size
+
 __all__ = ["sample_fields", "image_batch", "sample_arrays", "load_background", "check_finite", "LABELS"]
 
 LABELS = (-1, 0, 1)
@@ -109,30 +111,44 @@ def sample_arrays(items: list[dict], idx: list[int], maps: torch.Tensor) -> dict
     return out
 
 
-def load_background(background: Any, data: Any) -> tuple[torch.Tensor | None, str | None]:
-    """The attribution reference inputs and where they came from.
+def load_background(background: Any, background_size: int, data: Any,
+                    background_data: Any = None) -> tuple[torch.Tensor | None, dict]:
+    """The reference inputs of an export and their record (``background_info``).
 
-    ``None`` -> ``(None, None)`` (all-zero inputs); an int ``k`` -> the images of the first ``k`` samples
-    of ``data``; images ``(K, 3, H, W)`` or maps ``(K, 1, S, S)`` as given.
+    ``"data"`` / an int ``k`` -> the images of the first ``k`` real (label 0) samples of
+    ``background_data`` (the reference / training data) or, without it, of ``data``, with their indices,
+    paths and labels; ``"zeros"`` / ``"blur"`` -> ``None`` (made per input by ``attribute``); images
+    ``(K, 3, H, W)`` or maps ``(K, 1, S, S)`` as given, checked finite and in ``[0, 1]``.
 
     Examples
     --------
-    >>> load_background(None, [])
-    (None, None)
+    >>> load_background("zeros", 10, [])
+    (None, {'kind': 'zeros'})
+    >>> rows, info = load_background("data", 1, [{"image": torch.zeros(3, 4, 4), "label": 0}])
+    >>> tuple(rows.shape), info["source"], info["paths"]
+    ((1, 3, 4, 4), 'explained data', ['list:0'])
     """
-    if background is None:
-        return None, None
-    if isinstance(background, (int, np.integer)) and not isinstance(background, bool):
-        k = int(background)
-        if not 1 <= k <= len(data):
-            raise ValueError(f"background={k}: need 1 <= k <= {len(data)} samples")
-        images = torch.stack([sample_fields(data[i], i, data)["image"] for i in range(k)])
-        return images, f"data-set samples 0..{k - 1}"
-    images = torch.as_tensor(background).float()
+    kind = background_kind(background)
+    if kind in ("zeros", "blur"):
+        return None, ({"kind": "zeros"} if kind == "zeros" else {"kind": "blur", "sigma_fraction": BLUR_FRACTION})
+    if kind == "data":
+        k = data_size(background, background_size)
+        src = data if background_data is None else background_data
+        if hasattr(src, "dataset") and not hasattr(src, "__getitem__"):
+            src = src.dataset  # a DataLoader
+        if len(src) == 0:
+            raise ValueError("background='data': the " + ("reference" if background_data is not None else
+                                                          "explained") + " data set is empty")
+        ix, labels = data_rows(src, k, label_of=lambda smp, i: sample_fields(smp, i, src)["label"])
+        fields = [sample_fields(src[i], i, src) for i in ix]
+        info = {"kind": "data", "source": "explained data" if background_data is None else "reference data",
+                "indices": ix, "paths": [f["path"] for f in fields], "labels": labels}
+        return torch.stack([f["image"] for f in fields]), info
+    images = torch.as_tensor(np.asarray(background) if not torch.is_tensor(background) else background).float()
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"background must be (K, 3, H, W) images or (K, 1, S, S) maps, got {tuple(images.shape)}")
     _check_image(images, "background " + ("maps (normalized)" if images.shape[1] == 1 else "images"))
-    return images, None
+    return images, {"kind": "given"}
 
 
 def check_finite(values: np.ndarray, key: str, items: list[dict], idx: list[int], detector: str) -> None:

@@ -198,8 +198,8 @@ def _resolve_layers(model: nn.Module, layers: Sequence[str]) -> list[str]:
     return out
 
 
-def _logits(model: nn.Module, space: str, x: torch.Tensor, batch: int) -> np.ndarray:
-    fn = explained_forward(model, space)
+def _logits(model: nn.Module, s: AttributionSettings, x: torch.Tensor) -> np.ndarray:
+    fn, batch = explained_forward(model, s.space, s.wrapper), s.eval_batch_size
     with torch.no_grad():
         outs = [fn(x[s:s + batch]).reshape(min(batch, x.shape[0] - s), -1).float().cpu()
                 for s in range(0, x.shape[0], batch)]
@@ -345,7 +345,7 @@ def randomization_test(detector: nn.Module, inputs: Any, settings: AttributionSe
             raise ValueError(f"method={s.method!r} returned non-finite attributions")
         return a
 
-    rec = _Records(attr(), _logits(model, s.space, x, s.eval_batch_size), s, cascading, per_sample)
+    rec = _Records(attr(), _logits(model, s, x), s, cascading, per_sample)
     rec.add(0, "original", rec.base, rec.base_logits, 0)
     modules, trained = dict(model.named_modules()), copy.deepcopy(model.state_dict())
     n_rand = 0
@@ -354,5 +354,5 @@ def randomization_test(detector: nn.Module, inputs: Any, settings: AttributionSe
             model.load_state_dict(trained)
             n_rand = 0
         n_rand += reinitialize_(modules[name], _step_generator(s.seed, step))
-        rec.add(step, name, attr(), _logits(model, s.space, x, s.eval_batch_size), n_rand)
+        rec.add(step, name, attr(), _logits(model, s, x), n_rand)
     return rec.table()

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,10 +16,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from .background import (BACKGROUNDS, BLUR_FRACTION, DEFAULT_BACKGROUND_SIZE, background_kind, check_background,
+                         data_size, describe_background, rows_info)
 from .samplers import SAMPLERS
 
-__all__ = ["AttributionSettings", "METHODS", "SPACES", "ENGINES", "SAMPLING_ENGINES", "SAMPLERS",
-           "DEFAULT_N_SAMPLES", "DEFAULT_N_STEPS", "describe_background"]
+__all__ = ["AttributionSettings", "METHODS", "SPACES", "ENGINES", "SAMPLING_ENGINES", "SAMPLERS", "BACKGROUNDS",
+           "WRAPPERS", "DEFAULT_N_SAMPLES", "DEFAULT_N_STEPS"]
 
 METHODS = ("shap_gradient", "shap_deep", "gradient_shap", "integrated_gradients", "deeplift", "saliency",
            "input_x_gradient", "occlusion")
@@ -34,6 +35,11 @@ ENGINES = ("batched", "shap", "captum")
 
 SAMPLING_ENGINES = {"shap_gradient": ENGINES, "gradient_shap": ("batched", "captum")}
 """The engines of each sampling method (default ``"batched"``, the only one that stratifies its draws)."""
+
+WRAPPERS = ("paper224",)
+"""Explained functions other than the detector's ``forward_map`` on the map grid (``space="defocus"``):
+``"paper224"`` resizes the normalized map to 224 x 224 (bilinear), min-max normalizes it per sample and
+feeds it to ``forward_map``, as the paper's shap wrapper."""
 
 DEFAULT_N_SAMPLES = {"shap_gradient": 200, "gradient_shap": 200}
 """Default random draws per sample of the sampling methods (shap's ``nsamples``)."""
@@ -84,41 +90,6 @@ def _jsonable(value: Any) -> Any:
                     f"{type(value).__name__}")
 
 
-def describe_background(background: Any, kind: str | None = None, shape: Sequence[int] | None = None, *,
-                        source: str | None = None) -> str:
-    """A short, reproducible description of an attribution reference (count, shape, sha1 of the values).
-
-    Parameters
-    ----------
-    background : tensor, array, int or None
-        Reference inputs ``(K, C, H, W)``; an int ``k``: the first ``k`` samples of the data set (resolved
-        by the exporter); None: one all-zero input.
-    kind : str, optional
-        ``"maps"`` or ``"images"`` (default: from the channel count, 1 = maps).
-    shape : sequence of int, optional
-        The per-sample shape of the all-zero input (``background=None``), when known.
-    source : str, optional
-        Where the reference inputs came from (e.g. ``"data-set samples 0..9"``).
-
-    Examples
-    --------
-    >>> describe_background(None, "maps", (1, 8, 8))
-    'zeros maps (1, 8, 8)'
-    >>> describe_background(torch.zeros(2, 1, 4, 4))[:30]
-    '2 maps, shape (1, 4, 4), sha1 '
-    """
-    if background is None:
-        return "zeros" + (f" {kind}" if kind else "") + (f" {tuple(int(s) for s in shape)}" if shape else "")
-    if isinstance(background, (int, np.integer)) and not isinstance(background, bool):
-        return f"data-set samples 0..{int(background) - 1}"
-    b = background.detach().float().cpu().contiguous().numpy() if torch.is_tensor(background) else \
-        np.ascontiguousarray(background, dtype=np.float32)
-    kind = kind or ("maps" if b.ndim == 4 and b.shape[1] == 1 else "images")
-    digest = hashlib.sha1(b.tobytes()).hexdigest()[:12]
-    src = f" from {source}" if source else ""
-    return f"{b.shape[0]} {kind}{src}, shape {tuple(b.shape[1:])}, sha1 {digest}"
-
-
 def _positive(name: str, value: Any) -> int | None:
     if value is None:
         return None
@@ -137,10 +108,18 @@ class AttributionSettings:
         One of :data:`METHODS`.
     space : {"defocus", "rgb"}
         Explain the normalized defocus map or the RGB image.
-    background : tensor, array, int or None
-        The attribution reference: inputs ``(K, C, H, W)`` as :func:`~defocus_xai.explain.attribute`
-        takes them, an int ``k`` for the first ``k`` samples of the data set (the exporter resolves it),
-        or None for one all-zero input.
+    background : {"data", "zeros", "blur"}, int, tensor or array
+        The attribution reference (:data:`BACKGROUNDS`; ``docs/attribution.md``). ``"data"`` (default):
+        ``background_size`` real samples, from the reference / training data given to the exporter
+        (``background_data=``), else the first real samples of the explained data (:func:`attribute`:
+        the first inputs); an int ``k``: ``"data"`` with ``k`` samples; ``"zeros"``: one all-zero
+        input; ``"blur"``: each input's own Gaussian-blurred copy; or the reference inputs
+        ``(K, C, H, W)`` as :func:`~defocus_xai.explain.attribute` takes them.
+    background_size : int
+        Samples of the data background (default 10, as the paper).
+    wrapper : {"paper224"}, optional
+        The explained function in ``space="defocus"`` (:data:`WRAPPERS`); None: the detector's
+        ``forward_map`` on the map grid.
     n_samples : int, optional
         Random draws per sample (shap_gradient, gradient_shap; default 200). Unused by other methods.
     n_steps : int, optional
@@ -166,9 +145,9 @@ class AttributionSettings:
     --------
     >>> import dataclasses, torch
     >>> from defocus_xai.detect import DefocusDetector
-    >>> s = AttributionSettings(method="integrated_gradients", n_steps=16)
-    >>> s.to_meta()["n_steps"], s.to_meta()["engine"]
-    (16, 'captum')
+    >>> s = AttributionSettings(method="integrated_gradients", n_steps=16, background="zeros")
+    >>> s.to_meta()["n_steps"], s.to_meta()["engine"], s.to_meta()["background"]
+    (16, 'captum', 'zeros: one all-zero input')
     >>> det = DefocusDetector("small-cnn", estimator={"size": 32})
     >>> s.attribute(det, torch.rand(2, 1, 32, 32)).shape
     torch.Size([2, 1, 32, 32])
@@ -178,7 +157,9 @@ class AttributionSettings:
 
     method: str = "shap_gradient"
     space: str = "defocus"
-    background: Any = None
+    background: Any = "data"
+    background_size: int = DEFAULT_BACKGROUND_SIZE
+    wrapper: str | None = None
     n_samples: int | None = None
     n_steps: int | None = None
     seed: int = 0
@@ -211,13 +192,11 @@ class AttributionSettings:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.target is not None and (isinstance(self.target, bool) or int(self.target) < 0):
             raise ValueError(f"target must be None or an integer >= 0, got {self.target!r}")
-        bg = self.background
-        if isinstance(bg, bool) or not (bg is None or torch.is_tensor(bg) or isinstance(bg, (np.ndarray, int,
-                                                                                               np.integer))):
-            raise TypeError(f"background must be None, an int (data-set samples) or a tensor / array of "
-                            f"reference inputs, got {type(bg).__name__}")
-        if isinstance(bg, (int, np.integer)) and int(bg) < 1:
-            raise ValueError(f"background={bg}: need at least 1 sample")
+        check_background(self.background, self.background_size)
+        if self.wrapper is not None and self.wrapper not in WRAPPERS:
+            raise ValueError(f"unknown wrapper {self.wrapper!r}; choose None or one of {WRAPPERS}")
+        if self.wrapper is not None and self.space != "defocus":
+            raise ValueError(f"wrapper={self.wrapper!r} wraps the defocus-map function; space={self.space!r} has none")
         if not isinstance(self.method_kwargs, Mapping):
             raise TypeError(f"method_kwargs must be a mapping, got {type(self.method_kwargs).__name__}")
         _jsonable(self.method_kwargs)
@@ -244,21 +223,71 @@ class AttributionSettings:
             sampler = self.sampler or ("stratified" if engine == "batched" else "shap")
         return dataclasses.replace(self, engine=engine, sampler=sampler, n_samples=n_samples, n_steps=n_steps)
 
+    def background_info(self) -> dict:
+        """The reference as far as these settings fix it (a ``background_info`` record): its kind, and
+        ``k`` / shape / sha1 of given inputs. The exporter and :func:`attribute` complete it with the rows
+        they resolve (indices, paths, labels).
+
+        Examples
+        --------
+        >>> AttributionSettings().background_info()
+        {'kind': 'data', 'k': 10, 'source': 'data (resolved when attributing)'}
+        """
+        bg, kind = self.background, background_kind(self.background)
+        if kind == "data":
+            return {"kind": "data", "k": data_size(bg, self.background_size),
+                    "source": "data (resolved when attributing)"}
+        if kind == "blur":
+            return {"kind": "blur", "sigma_fraction": BLUR_FRACTION}
+        if kind == "zeros":
+            return {"kind": "zeros"}
+        return rows_info(torch.as_tensor(np.asarray(bg) if not torch.is_tensor(bg) else bg), {"kind": "given"})
+
     def to_meta(self) -> dict:
         """The settings that determine the values, as a JSON-able dict (for the store's ``meta`` and the
         export fingerprint). Defaults are resolved; ``batch_size`` and ``eval_batch_size`` are left out
-        (they do not change values); the background is described by :func:`describe_background`.
+        (they do not change values); ``background`` is the one-line statement of the reference
+        (:func:`~defocus_xai.explain.background.describe_background`) for reports and captions,
+        ``background_info`` its record.
 
         Examples
         --------
         >>> AttributionSettings(n_samples=8).to_meta()["background"]
-        'zeros'
+        'data: 10 samples of the data (resolved when attributing)'
+        >>> AttributionSettings(background="blur").to_meta()["background"]
+        "blur: each input's Gaussian-blurred copy (sigma 0.05 x side)"
         """
         r = self.resolved()
+        info = self.background_info()
         return {"method": r.method, "space": r.space, "engine": r.engine, "sampler": r.sampler,
-                "n_samples": r.n_samples,
-                "n_steps": r.n_steps, "seed": int(r.seed), "target": r.target,
-                "method_kwargs": _jsonable(r.method_kwargs), "background": describe_background(r.background)}
+                "n_samples": r.n_samples, "n_steps": r.n_steps, "seed": int(r.seed), "target": r.target,
+                "wrapper": r.wrapper, "method_kwargs": _jsonable(r.method_kwargs),
+                "background": describe_background(info), "background_info": info}
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "AttributionSettings":
+        """The paper's attribution: shap's GradientExplainer estimand and draws (``sampler="shap"``, 200
+        draws) on the paper's wrapper (``wrapper="paper224"``) with a data background of 10 samples.
+
+        The paper's reference was the first 10 real *training* frames: give the exporter the training
+        split as ``background_data=``. What else the paper fixed (image resize, alignment eps, channel-0
+        RGB, ...) belongs to the data and the analyses; ``docs/attribution.md`` lists each.
+
+        Parameters
+        ----------
+        **overrides
+            Fields that replace the preset's (e.g. ``seed=1``).
+
+        Examples
+        --------
+        >>> s = AttributionSettings.paper()
+        >>> s.wrapper, s.background, s.background_size, s.resolved().sampler, s.resolved().n_samples
+        ('paper224', 'data', 10, 'shap', 200)
+        """
+        preset = dict(method="shap_gradient", space="defocus", background="data",
+                      background_size=DEFAULT_BACKGROUND_SIZE, wrapper="paper224", engine="batched", sampler="shap",
+                      n_samples=DEFAULT_N_SAMPLES["shap_gradient"])
+        return cls(**{**preset, **overrides})
 
     def attribute_kwargs(self) -> dict:
         """These settings as keyword arguments of :func:`~defocus_xai.explain.attribute`.
@@ -266,7 +295,7 @@ class AttributionSettings:
         Examples
         --------
         >>> sorted(AttributionSettings().attribute_kwargs())[:3]
-        ['background', 'batch_size', 'engine']
+        ['background', 'background_size', 'batch_size']
         """
         return {f.name: (dict(self.method_kwargs) if f.name == "method_kwargs" else getattr(self, f.name))
                 for f in dataclasses.fields(self)}
@@ -275,22 +304,18 @@ class AttributionSettings:
                   inputs_are_maps: bool | None = None, return_meta: bool = False):
         """Run :func:`~defocus_xai.explain.attribute` with these settings.
 
-        ``sample_indices``, ``inputs_are_maps`` and ``return_meta`` are passed on; an int ``background``
-        must first be replaced by the reference inputs it stands for.
+        ``sample_indices``, ``inputs_are_maps`` and ``return_meta`` are passed on.
 
         Examples
         --------
         >>> import torch
         >>> from defocus_xai.detect import DefocusDetector
         >>> det = DefocusDetector("small-cnn", estimator={"size": 16})
-        >>> AttributionSettings(method="saliency").attribute(det, torch.rand(1, 1, 16, 16)).shape
-        torch.Size([1, 1, 16, 16])
+        >>> AttributionSettings(method="saliency").attribute(det, torch.rand(2, 1, 16, 16)).shape
+        torch.Size([2, 1, 16, 16])
         """
         from .attribution import attribute
 
-        if isinstance(self.background, (int, np.integer)):
-            raise ValueError(f"background={int(self.background)} names data-set samples; pass the reference "
-                             "inputs themselves (dataclasses.replace(settings, background=images))")
         return attribute(detector, inputs, sample_indices=sample_indices, inputs_are_maps=inputs_are_maps,
                          return_meta=return_meta, **self.attribute_kwargs())
 

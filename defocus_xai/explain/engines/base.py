@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Callable, Iterator, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...detect.protocol import uses_maps
 
-__all__ = ["EngineOutput", "Explained", "explained_forward", "chunks", "mean_baseline", "check_layers",
-           "check_differentiable"]
+__all__ = ["EngineOutput", "Explained", "explained_forward", "paper224", "PAPER_SIZE", "chunks", "mean_baseline",
+           "check_layers", "check_differentiable"]
 
 # Leaf modules whose DeepLift rules shap / captum implement (or that are linear / pass-through).
 _LINEAR_OK = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
@@ -29,20 +30,50 @@ class EngineOutput(NamedTuple):
     diagnostics: dict
 
 
-def explained_forward(detector: nn.Module, space: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The function whose output is attributed: normalized maps -> logits (``space="defocus"``) or
-    images -> logits (``space="rgb"``; through the estimator's differentiable parts for a map detector).
+PAPER_SIZE = 224
+"""The grid the paper's shap wrapper resizes the 299 map to (``wrapper="paper224"``)."""
+
+
+def paper224(forward_map: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The paper's explained function around ``forward_map``: bilinear resize of the map to 224 x 224
+    (``align_corners=False``), per-sample min-max to ``[0, 1]`` (a constant map gives zeros), then
+    ``forward_map`` (which repeats the map to the backbone's channels). Differentiable.
+
+    Examples
+    --------
+    >>> f = paper224(lambda m: m.flatten(1).mean(1, keepdim=True))
+    >>> round(float(f(torch.linspace(0, 2, 64).view(1, 1, 8, 8))), 3)
+    0.5
+    """
+    from ...detect import scale_sigma_maps
+
+    def forward(maps: torch.Tensor) -> torch.Tensor:
+        z = F.interpolate(maps, size=(PAPER_SIZE, PAPER_SIZE), mode="bilinear", align_corners=False)
+        return forward_map(scale_sigma_maps(z, "minmax"))
+
+    return forward
+
+
+def explained_forward(detector: nn.Module, space: str, wrapper: str | None = None
+                      ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The function whose output is attributed: normalized maps -> logits (``space="defocus"``; through
+    :func:`paper224` with ``wrapper="paper224"``) or images -> logits (``space="rgb"``; through the
+    estimator's differentiable parts for a map detector).
 
     Examples
     --------
     >>> explained_forward(nn.Linear(2, 1), "rgb")(torch.zeros(1, 2)).shape
     torch.Size([1, 1])
     """
+    if wrapper not in (None, "paper224"):
+        raise ValueError(f"unknown wrapper {wrapper!r}")
     if space == "defocus":
         if not uses_maps(detector):
             raise ValueError(f"space='defocus' needs a detector that reads defocus maps (forward_map, "
                              f"map_from_images, normalize), got {type(detector).__name__}; use space='rgb'")
-        return detector.forward_map
+        return paper224(detector.forward_map) if wrapper == "paper224" else detector.forward_map
+    if wrapper is not None:
+        raise ValueError(f"wrapper={wrapper!r} wraps the defocus-map function; space='rgb' has none")
     estimator = getattr(detector, "estimator", None)
     if uses_maps(detector) and isinstance(estimator, nn.Module):
         # map_from_images runs the estimator without gradients; here its differentiable parts keep them
@@ -53,15 +84,16 @@ def explained_forward(detector: nn.Module, space: str) -> Callable[[torch.Tensor
 class Explained(nn.Module):
     """``x -> (B, 1)``: the selected logit column of :func:`explained_forward`."""
 
-    def __init__(self, detector: nn.Module, space: str, target: int | None):
+    def __init__(self, detector: nn.Module, space: str, target: int | None, wrapper: str | None = None):
         super().__init__()
         self.detector = detector
         self.space = space
         self.target = target
-        explained_forward(detector, space)  # fail early on a detector that cannot explain this space
+        self.wrapper = wrapper
+        explained_forward(detector, space, wrapper)  # fail early on a detector that cannot explain this space
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = explained_forward(self.detector, self.space)(x)
+        out = explained_forward(self.detector, self.space, self.wrapper)(x)
         if out.ndim == 1:
             out = out[:, None]
         out = out.reshape(out.shape[0], -1)

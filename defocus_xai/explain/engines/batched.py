@@ -55,7 +55,7 @@ def batched_expected_gradients(model: Explained, x: torch.Tensor, bg: torch.Tens
     net = model
     if optimize:
         fast, applied = fast_detector(model.detector, model.space, model.target, torch.cat([bg[:2], x[:2]]))
-        net = Explained(fast, model.space, model.target) if fast is not model.detector else model
+        net = Explained(fast, model.space, model.target, model.wrapper) if fast is not model.detector else model
     cl = "channels_last" in applied
     drawn = [draws(sampler, sample_seed(seed, idx[i]), n, k) for i in range(b)]
     bg_rows = torch.from_numpy(np.concatenate([d[0] for d in drawn])).to(device)
