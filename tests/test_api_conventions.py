@@ -27,7 +27,7 @@ RANDOM_DRAWS = {"attribute", "export_attributions", "AttributionSettings", "rand
 #: Functions whose ``background`` is the attribution reference (computed with, or named in a caption).
 ATTRIBUTION_REFERENCE = {"attribute", "export_attributions", "AttributionSettings", "randomization_test",
                          "stage_randomization", "run_demo", "attribution_background", "alignment_histogram",
-                         "alignment_comparison", "attribution_overlay", "randomization_plot"}
+                         "alignment_comparison", "attribution_overlay", "randomization_plot", "localization_curves"}
 #: Generic nn.Module helpers, where the argument is any module, not a detector.
 MODULE_HELPERS = {"unwrap", "borrowed", "module_device", "reinitialize_", "randomizable_layers"}
 

@@ -88,6 +88,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     store = load_attributions(out / "attributions")
     assert list(store["paths"][:2]) == ["synth:1:0", "synth:1:1"]
     assert results["variance"]["unit"] == "group"  # the test was given the source ids as groups
+    assert results["embedding"]["defocus"]["cv"] == "group"  # kNN cross-validated with whole sources per fold
+    assert set(results["alignment"]["defocus"]["controls"]) == {"permutation", "map_value", "uniform"}
+    assert "attribution reference: 10 real training images" in report  # the SHAP background is stated
 
     res2 = run_demo(tmp_path / "again", n=16, device="cpu", detector=str(det), rgb_detector=str(rgb),
                                 progress=False, formats=("png",))

@@ -106,3 +106,78 @@ def test_paper_figures_reads_every_store_form(arrays, tmp_path, kind):
                  "localization"):
         assert f"![{stem}]({stem}.png)" in index
     assert re.search(r"#\d+, (splice|no_dof), source s\d", index)
+
+
+def _attribution_clims(fig):
+    """Colour limits of the attribution overlays (RdBu_r images) of a figure."""
+    return [im.get_clim() for ax in fig.axes for im in ax.images if im.get_cmap().name == "RdBu_r"]
+
+
+@pytest.mark.parametrize("stage, stem", [(pl.stage_attributions, "attribution_0"),
+                                         (pl.stage_localization, "localization_example")])
+def test_compared_attribution_panels_share_one_symmetric_limit_and_one_colour_bar(arrays, stage, stem):
+    result = stage(arrays, SETTINGS)
+    fig = result.figures[stem]
+    clims = _attribution_clims(fig)
+    assert len(clims) == 2 and clims[0] == clims[1] and np.isclose(clims[0][0], -clims[0][1])
+    colour_bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colour_bars) == 1
+    assert re.search(r"#\d+, (splice|no_dof), source s\d", fig.get_suptitle())
+    result.close()
+
+
+def test_alignment_reports_every_control_and_examples_share_axes(arrays):
+    result = pl.stage_alignment(arrays, SETTINGS)
+    for model in ("defocus", "rgb"):
+        x = result.numbers[model]
+        assert set(x["controls"]) == {"permutation", "map_value", "uniform"}
+        assert isinstance(x["beats_all_controls"], bool)
+    caption = result.captions["alignment_comparison"]
+    for word in ("permutation baseline", "map-value control", "uniform control", "n = 8 pairs",
+                 "attribution reference"):
+        assert word in caption
+    legend = [t.get_text() for leg in result.figures["alignment_comparison"].legends for t in leg.get_texts()]
+    assert "permutation baseline" in legend and "map-value control" in legend
+    a, b = result.figures["alignment_example_0"].axes[:2]
+    assert a.get_xlim() == b.get_xlim() and a.get_ylim() == b.get_ylim()
+    result.close()
+
+
+def test_variance_headline_is_per_source_and_embedding_cv_is_grouped(arrays):
+    var = pl.stage_variance(arrays, SETTINGS)
+    emb = pl.stage_embedding(arrays, SETTINGS)
+    var.close()
+    emb.close()
+    assert "per source" in var.numbers["headline"] and "frame-level" in var.numbers["headline"]
+    assert "paired Wilcoxon" in var.captions["variance_distributions"]
+    assert emb.numbers["detector"]["cv"] == "group" and "grouped CV" in emb.captions["embedding"]
+    assert "perplexity" in emb.captions["embedding"] and f"seed {SETTINGS.embed_seed}" in emb.captions["embedding"]
+
+
+def test_reference_is_read_from_the_store_meta(arrays):
+    meta = {"attributions": {"defocus_shaps": {"background": "10 real training maps"}}}
+    with_meta = dict(arrays, meta=np.asarray(json.dumps(meta)))
+    assert pl.attribution_reference(with_meta) == "10 real training maps"
+    result = pl.stage_attributions(with_meta, SETTINGS)
+    result.close()
+    assert "attribution reference: 10 real training maps" in result.captions["attribution_0"]
+
+
+def test_paper_figures_survives_a_degenerate_pair(arrays, tmp_path):
+    """Two identical maps (a pair whose maps did not change) never abort the figure set."""
+    degenerate = {k: v.copy() for k, v in arrays.items()}
+    degenerate["dmaps"][1] = degenerate["dmaps"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        everything = pl.paper_figures(degenerate, tmp_path / "figs", settings=SETTINGS.replace(max_examples=8),
+                                      formats=("png",), dpi=30)
+    stems = {p.stem for p in everything if p.suffix == ".png"}
+    expected = {"activation_curve", "variance_distributions", "embedding", "alignment_comparison", "localization",
+                "localization_example"} | {f"{s}_{k}" for s in ("mask_example", "variance_example",
+                                                                 "alignment_example", "attribution") for k in range(7)}
+    assert stems == expected  # every figure; the degenerate pair is never drawn as an example
+    index = (tmp_path / "figs" / "figures.md").read_text()
+    assert "1 degenerate skipped: rows [1]" in index
+    forced = pl.stage_alignment(degenerate, SETTINGS, examples=[0])  # asked for explicitly: drawn, not scored
+    forced.close()
+    assert "not scored" in forced.captions["alignment_example_0"]

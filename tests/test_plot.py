@@ -230,7 +230,7 @@ def test_variance_distributions_from_result_and_arrays():
     _close(fig)
 
 
-@pytest.mark.parametrize("kind", ["both", "hist", "kde", "ecdf", "violin"])
+@pytest.mark.parametrize("kind", ["both", "violin+ecdf", "hist", "kde", "ecdf", "violin"])
 def test_variance_distributions_per_family(kind):
     rv, fv = RNG.normal(1, 0.1, 20), np.r_[RNG.normal(0.7, 0.1, 10), RNG.normal(1.4, 0.1, 10)]
     fam = ["no_dof"] * 10 + ["splice"] * 10
@@ -293,7 +293,10 @@ def test_alignment_histogram_and_comparison():
         text = " ".join(t.get_text() for leg in fig.legends for t in leg.get_texts()) + fig.get_supxlabel()
         assert "chance" not in text
         if kind == "strip":
-            assert "permutation baseline" in text and "defocus: CI entirely" in fig.get_supxlabel().replace("\n", " ")
+            assert "permutation baseline" in text and "map-value control" in text and "uniform control" in text
+            assert "defocus CI above permutation" in fig.get_supxlabel().replace("\n", " ")
+            lo, hi = fig.axes[0].get_ylim()  # the empty part of [0, 1] is trimmed
+            assert hi <= 1.02 and lo >= -0.02
         _close(fig)
     fig = P.alignment_comparison({"a": RNG.random(5)})
     assert "normal approx" in fig.axes[0].get_title()

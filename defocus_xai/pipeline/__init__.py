@@ -7,17 +7,19 @@ Every stage takes the arrays of an attribution store plus :class:`PipelineSettin
 
 from .demo import DEFAULT_N, DemoResult, run_demo
 from .figures import paper_figures
-from .inputs import attribution_maps, open_arrays, pick_examples, sample_name, store_pairs
+from .attribution_stages import stage_alignment, stage_attributions, stage_localization
+from .inputs import (attribution_maps, attribution_reference, open_arrays, pick_examples, sample_kwargs, sample_name,
+                     store_pairs)
 from .model_stages import stage_defocus_maps, stage_detection, stage_faithfulness, stage_randomization
 from .report import write_report
 from .result import StageResult, jsonable
 from .settings import PipelineSettings
-from .stages import (stage_alignment, stage_attributions, stage_embedding, stage_localization, stage_masks,
-                     stage_variance)
+from .stages import stage_embedding, stage_masks, stage_variance
 
 __all__ = [
     "PipelineSettings", "StageResult", "jsonable",
-    "open_arrays", "store_pairs", "attribution_maps", "pick_examples", "sample_name",
+    "open_arrays", "store_pairs", "attribution_maps", "attribution_reference", "pick_examples", "sample_name",
+    "sample_kwargs",
     "stage_defocus_maps", "stage_detection", "stage_masks", "stage_variance", "stage_embedding",
     "stage_alignment", "stage_attributions", "stage_localization", "stage_randomization", "stage_faithfulness",
     "run_demo", "DemoResult", "DEFAULT_N", "paper_figures", "write_report",

@@ -20,7 +20,8 @@ from .model_stages import stage_defocus_maps, stage_detection, stage_faithfulnes
 from .report import write_report
 from .result import StageResult, jsonable
 from .settings import PipelineSettings
-from .stages import stage_alignment, stage_embedding, stage_localization, stage_masks, stage_variance
+from .attribution_stages import stage_alignment, stage_localization
+from .stages import stage_embedding, stage_masks, stage_variance
 
 __all__ = ["DEFAULT_N", "DemoResult", "run_demo"]
 
@@ -28,6 +29,9 @@ DEFAULT_N = 96
 """Samples of the default demo (48 real/fake pairs, 12 fakes per family; see docs/demo.md for the runtime)."""
 
 _N_STAGES = 10
+
+REFERENCE = "10 real training images (DefocusSynth seed 0)"
+"""The attribution reference (SHAP background) of the demo's export."""
 
 
 @dataclass
@@ -141,17 +145,39 @@ def _detection_files(run: _Run, result: StageResult) -> None:
     run.add("detection", result)
 
 
-def _export(run: _Run, items: list, dets: dict, *, n_shap_samples: int, seed: int, device, progress: bool) -> dict:
-    """The attribution store of the demo (``out/attributions``), read back as arrays."""
+def _reference_images(size: int, k: int = 10):
+    """The attribution reference: the first ``k`` real images of DefocusSynth's training split (seed 0)."""
+    import torch
+
+    from ..data import DefocusSynth
+
+    ds, out = DefocusSynth(4 * k, size=size, seed=0), []
+    for i in range(len(ds)):
+        if int(ds[i]["label"]) == 0:
+            out.append(torch.as_tensor(np.asarray(ds[i]["image"])).float())
+        if len(out) == k:
+            break
+    return torch.stack(out)
+
+
+def _export(run: _Run, items: list, dets: dict, *, n_shap_samples: int, seed: int, size: int, device,
+            progress: bool) -> dict:
+    """The attribution store of the demo (``out/attributions``), read back as arrays (with its meta)."""
     from ..explain import export_attributions
-    from ..store import load_store_arrays
+    from .inputs import open_arrays
 
     store = export_attributions(dets["defocus"], items, run.out / "attributions", methods=("shap_gradient",),
-                                rgb_detector=dets.get("rgb"), n_samples=n_shap_samples, seed=seed, resume=False,
-                                progress=progress, device=device, batch_size=16)
-    arrays = load_store_arrays(store)
-    run.results["export"] = {"path": str(store), "n": int(len(arrays["labels"])), "keys": sorted(arrays),
-                             "n_pairs": int(len(store_pairs(arrays)[0]))}
+                                rgb_detector=dets.get("rgb"), background=_reference_images(size),
+                                n_samples=n_shap_samples, seed=seed, resume=False, progress=progress, device=device,
+                                batch_size=16)
+    arrays, _ = open_arrays(store)
+    meta = json.loads(str(arrays["meta"].item()))
+    for entry in (meta.get("attributions") or {}).values():  # in words (the store's meta keeps the checksum)
+        entry["background"] = REFERENCE
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    run.results["export"] = {"path": str(store), "n": int(len(arrays["labels"])),
+                             "keys": sorted(k for k in arrays if k != "meta"),
+                             "n_pairs": int(len(store_pairs(arrays)[0])), "background": REFERENCE}
     return arrays
 
 
@@ -175,7 +201,8 @@ def _analyses(run: _Run, arrays: dict, items: list, dets: dict, s: PipelineSetti
     with run.stage("localization on splice masks"):
         run.results["localization"] = None
         if masked_fakes(arrays, "splice").size:
-            run.add("localization", stage_localization(arrays, s, family="splice"))
+            run.add("localization", stage_localization(arrays, s, family="splice",
+                                                       images=[it["image"] for it in items]))
     with run.stage("randomization sanity check"):
         run.add("randomization", stage_randomization(dets["defocus"], arrays, s, n_maps=randomization_maps,
                                                      n_samples=min(n_shap_samples, 16), progress=progress))
@@ -258,7 +285,7 @@ def run_demo(out, *, n: int = DEFAULT_N, size: int | None = None, seed: int = 1,
     with run.stage("detection metrics"):
         _detection_files(run, stage_detection(dets, items, device=device, progress=progress))
     with run.stage("attribution export (.npz)"):
-        arrays = _export(run, items, dets, n_shap_samples=n_shap_samples, seed=seed, device=device,
+        arrays = _export(run, items, dets, n_shap_samples=n_shap_samples, seed=seed, size=size, device=device,
                          progress=progress)
     _analyses(run, arrays, items, dets, s, randomization_maps=randomization_maps, n_shap_samples=n_shap_samples,
               device=device, progress=progress)

@@ -15,8 +15,8 @@ import numpy as np
 from .inputs import masked_fakes, open_arrays, pick_examples, store_pairs
 from .result import StageResult
 from .settings import PipelineSettings
-from .stages import (stage_alignment, stage_attributions, stage_embedding, stage_localization, stage_masks,
-                     stage_variance)
+from .attribution_stages import controls_text, stage_alignment, stage_attributions, stage_localization
+from .stages import stage_embedding, stage_masks, stage_variance
 
 __all__ = ["paper_figures"]
 
@@ -30,18 +30,18 @@ def _summary(result: StageResult) -> str:
         return "; ".join(f"{r['method']}: mean {r['mean']:,.0f} px [{r['ci_low']:,.0f}, {r['ci_high']:,.0f}] at "
                          f"t={n['threshold']:g} (n={r['n_pairs']} pairs, {r['n_units']} units)" for r in n["at_threshold"])
     if result.name == "variance":
-        return (f"KS D = {n['ks_statistic']:.4f}, p = {n['p_value']:.3g}; mean real {n['mean_real']:.4g}, fake "
-                f"{n['mean_fake']:.4g}; difference {n['mean_difference']:.3g} [{n['ci_low']:.3g}, {n['ci_high']:.3g}]; "
-                f"Cliff's delta {n['cliffs_delta']:.3f}; n = {n['n_real']} real, {n['n_fake']} fake")
+        return (f"{n['headline']}; mean real {n['mean_real']:.4g}, fake {n['mean_fake']:.4g}; difference "
+                f"{n['mean_difference']:.3g} [{n['ci_low']:.3g}, {n['ci_high']:.3g}]; Cliff's delta "
+                f"{n['cliffs_delta']:.3f}; n = {n['n_real']} real, {n['n_fake']} fake maps")
     if result.name == "embedding":
         return "; ".join(f"{k}: silhouette {x['silhouette']:.3f}, kNN accuracy {x['knn_accuracy']:.3f} (chance "
-                         f"{x['chance_accuracy']:.3f}) on the {x['n_features']}-d features"
-                         for k, x in n.items() if "knn_accuracy" in x)
+                         f"{x['chance_accuracy']:.3f}; {x['cv']} CV, {x['n_units']} units) on the "
+                         f"{x['n_features']}-d features" for k, x in n.items() if "knn_accuracy" in x)
     if result.name == "alignment":
         return "; ".join(f"{k}: mean overlap {x['mean_overlap']:.3f} [{x['ci_low']:.3f}, {x['ci_high']:.3f}], n = "
-                         f"{x['n']} ({x['n_units']} units, {x['n_skipped']} skipped)"
-                         + (f", permutation baseline {x['baseline_mean_overlap']:.3f} (p = {x['p_value']:.3g})"
-                            if x.get("baseline_mean_overlap") is not None else "")
+                         f"{x['n']} ({x['n_units']} units, {x['n_skipped']} degenerate skipped"
+                         + (f": rows {x['skipped']}" if x["n_skipped"] else "") + "); "
+                         + controls_text(k, x, with_mean=False).split(": ", 1)[1]
                          for k, x in n.items() if k != "paired_difference")
     if result.name == "localization":
         return "; ".join(f"{k}: " + ", ".join(f"{s['metric']} {s['mean']:.3f}" for s in x["summary"])
@@ -52,7 +52,7 @@ def _summary(result: StageResult) -> str:
 def _run_stages(arrays: dict, s: PipelineSettings) -> tuple[list[StageResult], list[str], str]:
     """Every stage the keys allow (results, what was left out and why, the pairing note)."""
     pairs, note = store_pairs(arrays)
-    ex = pick_examples(pairs, s)
+    ex = pick_examples(pairs, s, arrays=arrays)
     results = [stage_masks(arrays, s, pairs=pairs, examples=ex), stage_variance(arrays, s, pairs=pairs, examples=ex)]
     skipped = []
     if "features" in arrays:

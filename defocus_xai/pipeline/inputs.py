@@ -6,6 +6,7 @@ the helpers here pair fakes with their reals and name samples the same way for e
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -16,7 +17,8 @@ import numpy as np
 from ..analysis.pairs import fake_real_pairs, reduce_rgb
 from .settings import PipelineSettings
 
-__all__ = ["open_arrays", "store_pairs", "attribution_maps", "pick_examples", "sample_name"]
+__all__ = ["open_arrays", "store_pairs", "attribution_maps", "pick_examples", "sample_name", "sample_kwargs",
+           "attribution_reference", "image_of"]
 
 
 def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[dict, str]:
@@ -33,7 +35,8 @@ def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[di
     Returns
     -------
     (dict, str)
-        Key -> numpy array (``meta`` left out), and the source (path or description).
+        Key -> numpy array (``meta`` as its JSON string, a 0-d array, when the store has one), and the
+        source (path or description).
 
     Examples
     --------
@@ -43,7 +46,7 @@ def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[di
     from ..store import load_attributions, load_store_arrays
 
     if isinstance(store_or_pair, Mapping):
-        return {k: np.asarray(v) for k, v in store_or_pair.items() if k != "meta"}, "arrays"
+        return {k: np.asarray(v) if k != "meta" else _meta_array(v) for k, v in store_or_pair.items()}, "arrays"
     if isinstance(store_or_pair, list):
         store_or_pair = tuple(store_or_pair)
     if isinstance(store_or_pair, (str, os.PathLike, tuple)):
@@ -51,7 +54,39 @@ def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[di
     else:
         store = store_or_pair
     source = getattr(store, "source", store_or_pair)
-    return load_store_arrays(store), str(source)
+    arrays = load_store_arrays(store)
+    if getattr(store, "meta", None):
+        arrays["meta"] = _meta_array(store.meta)
+    return arrays, str(source)
+
+
+def _meta_array(meta) -> np.ndarray:
+    """The store's ``meta`` as one JSON string (0-d array), whether given as a dict or as the string."""
+    if isinstance(meta, np.ndarray):
+        meta = meta.item() if meta.ndim == 0 else str(meta)
+    return np.asarray(meta if isinstance(meta, str) else json.dumps(meta, default=str))
+
+
+def attribution_reference(arrays: Mapping, key: str = "defocus_shaps") -> str | None:
+    """The attribution reference (background) of ``key`` as the store's ``meta`` records it, or None.
+
+    Examples
+    --------
+    >>> meta = {"defocus_shaps": {"background": "zeros maps (1, 8, 8)"}}
+    >>> attribution_reference({"meta": np.asarray(json.dumps(meta))})
+    'zeros maps (1, 8, 8)'
+    """
+    if "meta" not in arrays:
+        return None
+    try:
+        meta = json.loads(str(np.asarray(arrays["meta"]).item()))
+    except (ValueError, TypeError):
+        return None
+    entry = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(entry, dict):
+        entry = (meta.get("attributions") or {}).get(key) if isinstance(meta, dict) else None
+    bg = entry.get("background") if isinstance(entry, dict) else None
+    return None if bg is None else str(bg)
 
 
 def require(arrays: Mapping, what: str, *keys: str) -> None:
@@ -99,11 +134,11 @@ def store_pairs(arrays: Mapping) -> tuple[np.ndarray, str]:
     return pairs, note
 
 
-def attribution_maps(arrays: Mapping) -> dict:
+def attribution_maps(arrays: Mapping, *, rgb_reduction: str = "sum_abs") -> dict:
     """|attribution| per model on the map grid: ``defocus`` (``defocus_shaps``), ``rgb`` (``rgb_shaps``).
 
-    RGB attributions are reduced by ``sum_c |a_c|`` and resampled to the map grid
-    (:func:`~defocus_xai.analysis.pairs.reduce_rgb`).
+    RGB attributions are reduced by ``sum_c |a_c|`` (``rgb_reduction="channel0"``: ``|a_0|``, the paper's
+    code) and resampled to the map grid (:func:`~defocus_xai.analysis.pairs.reduce_rgb`).
 
     Examples
     --------
@@ -117,7 +152,7 @@ def attribution_maps(arrays: Mapping) -> dict:
     if "defocus_shaps" in arrays:
         out["defocus"] = reduce_rgb(arrays["defocus_shaps"], grid=grid)
     if "rgb_shaps" in arrays:
-        out["rgb"] = reduce_rgb(arrays["rgb_shaps"], grid=grid)
+        out["rgb"] = reduce_rgb(arrays["rgb_shaps"], grid=grid, method=rgb_reduction)
     return out
 
 
@@ -125,8 +160,8 @@ def pick_examples(pairs: np.ndarray, settings: PipelineSettings | None = None, *
                   family: str | None = None) -> np.ndarray:
     """Positions into ``pairs`` of the example pairs: a seeded draw of ``settings.max_examples``.
 
-    With ``family`` (and ``arrays`` holding ``families``), the draw is among that family's fakes when it
-    has any.
+    With ``arrays``, degenerate pairs (identical maps: nothing to show) are never drawn, and with
+    ``family`` (and ``families`` in ``arrays``) the draw is among that family's fakes when it has any.
 
     Examples
     --------
@@ -134,11 +169,15 @@ def pick_examples(pairs: np.ndarray, settings: PipelineSettings | None = None, *
     (1,)
     """
     s = settings or PipelineSettings()
-    candidates = np.arange(len(pairs))
+    ok = np.ones(len(pairs), dtype=bool)
+    if arrays is not None and "dmaps" in arrays:
+        dm = np.asarray(arrays["dmaps"])
+        ok = np.array([bool(np.any(dm[f] != dm[r])) for f, r in pairs], dtype=bool)
+    candidates = np.flatnonzero(ok) if ok.any() else np.arange(len(pairs))
     if family is not None and arrays is not None and "families" in arrays:
-        fam = np.asarray(arrays["families"]).astype(str)[pairs[:, 0]]
+        fam = np.asarray(arrays["families"]).astype(str)[pairs[candidates, 0]]
         if (fam == family).any():
-            candidates = np.flatnonzero(fam == family)
+            candidates = candidates[fam == family]
     rng = np.random.default_rng(s.seed)
     return np.sort(rng.choice(candidates, size=min(s.max_examples, candidates.size), replace=False))
 
@@ -159,6 +198,41 @@ def sample_name(arrays: Mapping, i: int) -> str:
     if "scores" in arrays:
         parts.append(f"score {float(arrays['scores'][i]):.2f}")
     return ", ".join(parts)
+
+
+def sample_kwargs(arrays: Mapping, i: int) -> dict:
+    """The keyword arguments that name sample ``i`` in a plot: ``sample_id``, ``family``, ``source_id``, ``score``.
+
+    Examples
+    --------
+    >>> sample_kwargs({"families": np.array(["real", "splice"])}, 1)
+    {'sample_id': 1, 'family': 'splice', 'source_id': None, 'score': None}
+    """
+    return {"sample_id": int(i),
+            "family": str(arrays["families"][i]) if "families" in arrays else None,
+            "source_id": str(arrays["source_ids"][i]) if "source_ids" in arrays else None,
+            "score": float(arrays["scores"][i]) if "scores" in arrays else None}
+
+
+def image_of(arrays: Mapping, i: int, images=None):
+    """The image of sample ``i``: ``images[i]`` when given, else the file ``paths[i]`` names, else None.
+
+    Examples
+    --------
+    >>> image_of({"paths": np.array(["synth:1:0"])}, 0) is None
+    True
+    """
+    if images is not None:
+        return np.asarray(images[int(i)])
+    if "paths" not in arrays or not os.path.isfile(str(arrays["paths"][i])):
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(str(arrays["paths"][i])) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError:
+        return None
 
 
 def masked_fakes(arrays: Mapping, family: str | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .inputs import require, sample_name
+from .inputs import attribution_reference, require, sample_name
 from .result import StageResult
 from .settings import PipelineSettings
 
@@ -47,24 +47,34 @@ def stage_defocus_maps(data, rows: Sequence[int], *, size: int | None = None, de
         res = estimate_defocus(imgs, size=size or imgs.shape[-1], device=device)
     dense, sparse, edges = (t.detach().cpu().numpy() for t in (res.dense, res.sparse, res.edges))
     on_edges = sparse[edges > 0]
-    vmax = float(max(np.percentile(dense, 99.5), np.percentile(on_edges, 99.5) if on_edges.size else 0.0)) or 1.0
+    # the scale follows the dense maps: edge values clamped at the estimator's limit saturate (arrow on the bar)
+    vmax = float(np.percentile(dense, 99.5)) or 1.0
     with S.house_style():
-        fig, axs = S.new_figure(len(rows), 3, width="double", height=2.0 * len(rows) + 0.3, squeeze=False)
+        fig, axs = S.new_figure(len(rows), 3, width="double", height=1.95 * len(rows) + 0.6, squeeze=False)
     names = []
     for r, (i, it) in enumerate(zip(rows, items)):
-        kind = "real" if int(it["label"]) == 0 else f"fake: {it['family']}"
-        names.append(f"#{i} {kind} (source {it.get('source_id', '?')})")
-        P.defocus_triptych(imgs[r], sparse[r], dense[r], edges=edges[r], vmax=vmax, axes=list(axs[r]))
+        kind = "real" if int(it["label"]) == 0 else f"fake ({it['family']})"
+        names.append(f"#{i} {kind}, source {it.get('source_id', '?')}")
+        P.defocus_triptych(imgs[r], sparse[r], dense[r], edges=edges[r], vmax=vmax, colorbar=False,
+                           axes=list(axs[r]))
         with S.house_style():
-            axs[r, 0].set_title(f"#{i} {kind}")
-            axs[r, 1].set_title(axs[r, 1].get_title().replace(" at edges", "\nat edges"))
-            axs[r, 2].set_title(axs[r, 2].get_title().replace(" (mean", "\n(mean"))
+            axs[r, 0].set_title(f"#{i} {kind}\nsource {it.get('source_id', '?')}")
+            axs[r, 1].set_title(("sparse sigma at edges\n" if r == 0 else "")
+                                + f"edges: {100.0 * float((edges[r] > 0).mean()):.1f}% of pixels")
+            axs[r, 2].set_title(("dense sigma\n" if r == 0 else "") + f"mean {float(dense[r].mean()):.2f} px")
+    with S.house_style():
+        data_max = float(max(dense.max(), on_edges.max() if on_edges.size else 0.0))
+        S.add_colorbar(axs[0, 2].images[0], axs[:, 1:], S.LABEL_SIGMA, shrink=0.5, aspect=40,
+                       extend="max" if data_max > vmax * (1 + 1e-6) else "neither")
     numbers = {"rows": [{"index": int(i), "label": int(it["label"]), "family": str(it["family"]),
                          "source_id": str(it.get("source_id", "")), "mean_sigma": float(dense[r].mean()),
                          "edge_fraction": float((edges[r] > 0).mean())}
                         for r, (i, it) in enumerate(zip(rows, items))], "vmax": vmax}
-    caption = ("Image, sparse sigma at edges and dense sigma map (pixels, one colour scale up to "
-               f"{vmax:.2f} px) of " + "; ".join(names) + ".")
+    caption = ("Image, sparse sigma at edge pixels (grey: no edge) and dense sigma map, every row on one colour "
+               f"scale (sigma in pixels, 0 to {vmax:.2f} px: the 99.5th percentile of the dense maps, larger edge "
+               "values saturate; brighter = more blur), each fake "
+               "in the row below its own real (same source): " + "; ".join(names) + ". Means are of single images, "
+               "not family means.")
     return StageResult("defocus_maps", numbers=numbers, figures={"defocus_maps": fig},
                        captions={"defocus_maps": caption})
 
@@ -143,17 +153,23 @@ def stage_randomization(detector, arrays: Mapping, settings: PipelineSettings | 
         kw = {"n_samples": n_samples} if m in ("shap_gradient", "gradient_shap") else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            dfs.append(randomization_test(detector, maps, method=m, seed=s.seed, **kw))
+            dfs.append(randomization_test(detector, maps, method=m, seed=s.seed, background="zeros", **kw))
     df = pd.concat(dfs, ignore_index=True)
     last = df.groupby("method").tail(1)
     numbers = {"final": last[["method", "layer", "spearman", "spearman_abs"]].to_dict(orient="records"),
                "n_layers": int(df.groupby("method").size().max() - 1), "n_maps": int(len(rows))}
+    reference = "all-zero map for shap_gradient (saliency needs none)"
+    band = ("band: +-1 standard deviation over the maps" if "spearman_abs_std" in df.columns else
+            "band: bootstrap 95% CI over the maps" if df.groupby(["method", "layer"]).size().max() > 1 else
+            "no band (one value per layer)")
     caption = (f"Cascading randomization (head first) on {len(rows)} fake maps: Spearman rank correlation of "
-               "|attribution| with the trained model's, per randomized layer; a method that explains the model "
-               f"falls towards 0. Maps: {', '.join(sample_name(arrays, i) for i in rows)}.")
+               "|attribution| with the trained model's, per randomized layer; line: mean over the maps, "
+               f"{band}; a method that explains the model falls towards 0; attribution reference: {reference}. "
+               f"Maps: {', '.join(sample_name(arrays, i) for i in rows)}.")
     table = df[["method", "step", "layer", "spearman", "spearman_abs", "logit_change", "n_valid"]]
-    return StageResult("randomization", numbers=numbers, figures={"randomization": P.randomization_plot(
-        df, metric="spearman_abs")}, captions={"randomization": caption}, table=table)
+    fig = P.randomization_plot(df, metric="spearman_abs", n=len(rows), background=reference, seed=s.seed)
+    return StageResult("randomization", numbers=dict(numbers, background=reference), figures={"randomization": fig},
+                       captions={"randomization": caption}, table=table)
 
 
 def stage_faithfulness(detector, arrays: Mapping, settings: PipelineSettings | None = None, *,
@@ -179,14 +195,45 @@ def stage_faithfulness(detector, arrays: Mapping, settings: PipelineSettings | N
     # partly deleted maps can be unlike any training map: then even a random order lifts the score above
     # both ends of its curve, and the curves measure that too
     rnd = np.asarray(res.random_deletion if res.random_deletion is not None else res.deletion).mean(axis=0)
+    excess = float(rnd.max() - max(rnd[0], rnd[-1]))
+    curves = {kind: res.curves(kind) for kind in ("deletion", "insertion")}
+    ylim = _shared_ylim(curves.values())
+    baseline = "a blurred copy of the map (Gaussian, sigma 5% of the side)"
+    warn = ("Not evidence of faithfulness: even the random order lifts the logit above both ends of its curve "
+            "(partly deleted maps are out of distribution for the detector)." if excess > 0.1 else None)
     with S.house_style():
-        fig, axs = S.new_figure(1, 2, width="double", aspect=0.38, squeeze=False, sharey=True)
+        fig, axs = S.new_figure(1, 2, width="double", aspect=0.42, squeeze=False)
     for ax, kind in zip(axs.ravel(), ("deletion", "insertion")):
-        P.deletion_curves(result=res.curves(kind), kind=kind, ax=ax, ylabel="fake logit", title=kind)
-    caption = (f"Deletion and insertion curves of the defocus SHAP on {len(rows)} fake maps (fake logit; deleted "
-               "pixels replaced by a blurred map), most-attributed pixels first against a random order; bands: "
-               "95% CI of the mean over maps (1.96 standard errors); both panels share the y axis.")
+        P.deletion_curves(result=curves[kind], kind=kind, ax=ax, ylabel="fake logit", ylim=ylim, seed=s.seed,
+                          baseline=baseline, n=len(rows), caption=warn,
+                          title=f"{kind} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)")
+    with S.house_style():
+        fig.suptitle(f"defocus SHAP vs a random order, {len(rows)} fake maps")
+    caption = (f"Deletion and insertion curves of the defocus SHAP on {len(rows)} fake maps (fake logit), most-"
+               f"attributed pixels first against a random order; deleted pixels replaced by {baseline} (insertion "
+               "starts from it); line: mean, band: bootstrap 95% CI of the mean over maps; both panels share the y "
+               f"range; attribution reference: "
+               f"{attribution_reference(arrays) or 'not recorded in the store'}.")
+    if excess > 0.1:
+        caption += (f" Even the random order raises the logit by {excess:.2f} above both ends of its curve: partly "
+                    "deleted maps are out of distribution for the detector, so this figure does not show whether the "
+                    "attributions are faithful.")
     numbers = {"summary": res.summary().to_dict(orient="records"), "score": "logit", "n_steps": s.n_steps,
-               "n_maps": int(len(rows)), "random_curve_excess": float(rnd.max() - max(rnd[0], rnd[-1]))}
+               "n_maps": int(len(rows)), "baseline": baseline, "random_curve_excess": excess}
     return StageResult("faithfulness", numbers=numbers, figures={"faithfulness": fig},
                        captions={"faithfulness": caption})
+
+
+def _shared_ylim(curves) -> tuple[float, float]:
+    """One y range for every mean curve of a figure and its 95% band, with a 5% margin."""
+    lo, hi = [], []
+    for c in curves:
+        for r in c.values():
+            y = np.atleast_2d(np.asarray(r.scores, dtype=np.float64))
+            m = y.mean(axis=0)
+            half = 1.96 * y.std(axis=0, ddof=1) / np.sqrt(y.shape[0]) if y.shape[0] > 1 else 0.0
+            lo.append(np.nanmin(m - half))
+            hi.append(np.nanmax(m + half))
+    a, b = float(min(lo)), float(max(hi))
+    pad = 0.08 * ((b - a) or 1.0)
+    return a - pad, b + pad

@@ -1,7 +1,9 @@
 """The demo's ``report.md``: each stage's figures with their captions, numbers and a one-line reading.
 
 :func:`write_report` reads only the JSON-able ``results`` of :func:`~defocus_xai.pipeline.run_demo`
-(the same dict as ``results.json``), so a report can be rewritten from that file.
+(the same dict as ``results.json``), so a report can be rewritten from that file. The report states the
+attribution reference, the settings that differ from the paper's code, each alignment score beside its
+controls, and the unit (source or image) of every statistic.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .attribution_stages import controls_text
+from .settings import PAPER_SETTINGS
 
 __all__ = ["write_report"]
 
@@ -64,11 +69,16 @@ def _reading_masks(m) -> str:
 
 def _reading_variance(v) -> str:
     direction = "lower" if v["mean_difference"] < 0 else "higher"
+    unit = "per source" if v["unit"] == "group" else "per image"
     if v["p_value"] < 0.05:
-        return (f"fake maps have {direction} local variance than real ones (KS p = {v['p_value']:.2g}, Cliff's "
-                f"delta {v['cliffs_delta']:.2f}).")
-    return (f"fake maps have slightly {direction} mean local variance, but real and fake distributions are not "
-            f"distinguishable at this N (KS p = {v['p_value']:.2g}).")
+        return (f"fake maps have {direction} local variance than real ones (KS {unit}, p = {v['p_value']:.2g}; "
+                f"Cliff's delta {v['cliffs_delta']:.2f}).")
+    text = (f"fake maps have slightly {direction} mean local variance, but real and fake distributions are not "
+            f"distinguishable at this N (KS {unit}, p = {v['p_value']:.2g})")
+    if v["unit"] == "group" and v["p_value_frames"] < 0.05:
+        text += (f"; the frame-level p = {v['p_value_frames']:.2g} would call it significant only by treating "
+                 "frames of one source as independent")
+    return text + "."
 
 
 def _reading_embedding(e) -> str:
@@ -83,17 +93,21 @@ def _reading_embedding(e) -> str:
 
 
 def _reading_alignment(a) -> str:
+    models = {k: x for k, x in a.items() if k != "paired_difference"}
+    beat = [k for k, x in models.items() if x.get("beats_all_controls")]
+    if beat:
+        tail = (f"only the {' and the '.join(beat)} detector's attributions beat every control (permutation, "
+                "map value, uniform), so only there does the score say more than the fake's own defocus values do.")
+    else:
+        tail = ("no detector's attributions beat every control (permutation, map value, uniform): the score does "
+                "not show that either detector's attributions follow the defocus change.")
     pd_ = a.get("paired_difference")
     if not pd_:
-        return ""
+        return tail[0].upper() + tail[1:]
     o = pd_["overlap"]
-    verdict = ("the defocus detector's attributions align better with the defocus change than the RGB detector's"
-               if o["low"] > 0 else "the RGB detector's attributions align better" if o["high"] < 0 else
-               "no significant difference between the two detectors at this N")
-    above = [k for k, x in a.items() if k != "paired_difference" and (x.get("p_value") or 1.0) < 0.05]
-    tail = (f"only {', '.join(above)} beat{'s' if len(above) == 1 else ''} its permutation baseline (p < 0.05)."
-            if above else "neither beats its permutation baseline (p >= 0.05): at this N the attributions are not "
-                          "more aligned with the defocus change than another fake's attribution would be.")
+    verdict = ("the defocus detector's overlap is higher than the RGB detector's" if o["low"] > 0 else
+               "the RGB detector's overlap is higher" if o["high"] < 0 else
+               "no significant difference between the two detectors' overlaps at this N")
     return f"{verdict}; {tail}"
 
 
@@ -148,7 +162,8 @@ def _numbers_detection(r: dict) -> str:
              "accuracy": g.get("accuracy"), "eer": g.get("eer")}
             for name, d in r["detection"].items() for g in d["per_family"]]
     return (md_table(recs) + "\n\nFiles: [`detection.csv`](detection.csv), [`detection.json`](detection.json). "
-            "Per family: that family's fakes against all reals.")
+            "Per family: that family's fakes against all reals; unit: one image (each source has one real and "
+            "one fake, so images are the sources' two sides).")
 
 
 def _numbers_export(r: dict) -> str:
@@ -159,39 +174,35 @@ def _numbers_export(r: dict) -> str:
 
 def _numbers_masks(r: dict) -> str:
     m = r["masks"]
-    return (f"Activated pixels at threshold {m['threshold']:g} (mean per pair): " + "; ".join(
-        f"{x['method']} {x['mean']:,.0f} [{x['ci_low']:,.0f}, {x['ci_high']:,.0f}] (n = {x['n_pairs']})"
-        for x in m["at_threshold"]) + ".")
+    return (f"Activated pixels at threshold {m['threshold']:g} (mean per fake/real pair; CIs resample sources): "
+            + "; ".join(f"{x['method']} {x['mean']:,.0f} [{x['ci_low']:,.0f}, {x['ci_high']:,.0f}] "
+                        f"(n = {x['n_pairs']} pairs, {x.get('n_units', x['n_pairs'])} sources)"
+                        for x in m["at_threshold"]) + ".")
 
 
 def _numbers_variance(r: dict) -> str:
     v = r["variance"]
-    text = (f"KS D = {v['ks_statistic']:.3f} (p = {v['p_value']:.3g}); mean local variance real "
+    return (f"{v['headline'][0].upper()}{v['headline'][1:]}. Mean local variance ({v['border']} border) real "
             f"{v['mean_real']:.4g}, fake {v['mean_fake']:.4g}; difference {v['mean_difference']:.3g} "
-            f"[{v['ci_low']:.3g}, {v['ci_high']:.3g}]; Cliff's delta {v['cliffs_delta']:.3f}; "
-            f"n = {v['n_real']} real, {v['n_fake']} fake")
-    if v.get("unit") == "group":
-        text += (f"; headline per source (KS on {v['n_units_real']} vs {v['n_units_fake']} sources); the "
-                 f"frame-level p = {v['p_value_frames']:.3g} treats frames as independent")
-    return text + "."
+            f"[{v['ci_low']:.3g}, {v['ci_high']:.3g}]; Cliff's delta {v['cliffs_delta']:.3f}; n = {v['n_real']} "
+            f"real, {v['n_fake']} fake maps.")
 
 
 def _numbers_embedding(r: dict) -> str:
     return "; ".join(f"{k}: silhouette {x['silhouette']:.3f}, kNN accuracy {x['knn_accuracy']:.3f} (chance "
-                     f"{x['chance_accuracy']:.3f})" for k, x in r["embedding"].items() if "knn_accuracy" in x) \
+                     f"{x['chance_accuracy']:.3f}; {x['cv']} cross-validation over {x['n_units']} units)" for k, x in r["embedding"].items() if "knn_accuracy" in x) \
         + " (on the pooled features, not the 2-D embedding)."
 
 
 def _numbers_alignment(r: dict) -> str:
-    lines = []
+    lines = [f"Attribution reference: {_reference(r)}. Unit: one fake per source; CIs resample sources."]
     for k, x in r["alignment"].items():
         if k == "paired_difference":
             continue
-        base = (f"; permutation baseline {x['baseline_mean_overlap']:.3f} (p = {x['p_value']:.3g})"
-                if x.get("baseline_mean_overlap") is not None else "")
         lines.append(f"- {k}: overlap {_ci(x['mean_overlap'], x['ci_low'], x['ci_high'])}, KL "
-                     f"{_ci(x['mean_kl'], x['kl_ci_low'], x['kl_ci_high'])}{base}; n = {x['n']} "
-                     f"({x['n_skipped']} skipped)")
+                     f"{_ci(x['mean_kl'], x['kl_ci_low'], x['kl_ci_high'])}; n = {x['n']} fakes, "
+                     f"{x.get('n_units', x['n'])} sources ({x['n_skipped']} skipped). Beside its controls: "
+                     + controls_text(k, x, with_mean=False).split(": ", 1)[1] + ".")
     pd_ = r["alignment"].get("paired_difference")
     if pd_:
         o = pd_["overlap"]
@@ -210,7 +221,8 @@ def _numbers_localization(r: dict) -> str:
         recs.append(row)
     mf = next(iter(loc.values()))["mask_fraction"]
     return (md_table(recs) + f"\n\nMean mask fraction (chance level of mass and rank accuracy): {mf:.3f}; "
-            "AUROC chance 0.5.")
+            f"AUROC chance 0.5. Unit: one fake per source (CIs resample sources); attribution reference: "
+            f"{_reference(r)}.")
 
 
 def _numbers_randomization(r: dict) -> str:
@@ -251,15 +263,30 @@ _SECTIONS = (
 )
 
 
+def _reference(r: dict) -> str:
+    """The attribution reference (SHAP background) as the export recorded it."""
+    return str((r.get("export") or {}).get("background") or "not recorded")
+
+
+def _paper_differences(analysis: dict) -> str:
+    """The analysis settings that differ from the paper's code, in words."""
+    diff = [f"{k} {analysis[k]!r} (paper {v!r})" for k, v in PAPER_SETTINGS.items()
+            if k in analysis and analysis[k] != v]
+    return ("Analysis settings that differ from the paper's code: " + ", ".join(diff) + " (docs/reproduce_paper.md)."
+            if diff else "Analysis settings: the paper's (docs/reproduce_paper.md).")
+
+
 def _header(r: dict) -> list[str]:
     st = r["settings"]
     dets = "; ".join(f"{k} detector `{d.get('name', '?')}` ({d.get('backbone', '?')})"
                      for k, d in st["detectors"].items())
     return ["# defocus-xai demo report", "",
             f"DefocusSynth, {st['n']} samples ({st['n'] // 2} real/fake pairs sharing a source id), {st['size']} px, "
-            f"seed {st['seed']}; device {st['device']}. {dets}. Brackets are bootstrap 95% CIs "
-            f"({st['analysis']['n_boot']} replicates). All numbers: [`results.json`](results.json). "
-            f"Runtime: {r['timings']['total']:.0f} s.", ""]
+            f"seed {st['seed']}; device {st['device']}. {dets}. Attribution reference (SHAP background): "
+            f"{_reference(r)}. Brackets are bootstrap 95% CIs ({st['analysis']['n_boot']} replicates) that resample "
+            "sources: a source (a real image and the fake made from it) is the independent unit of every headline "
+            "test; frame- or image-level numbers are flagged as such. " + _paper_differences(st["analysis"])
+            + f" All numbers: [`results.json`](results.json). Runtime: {r['timings']['total']:.0f} s.", ""]
 
 
 def write_report(path, results: dict, *, figures: dict, captions: dict,
@@ -290,7 +317,8 @@ def write_report(path, results: dict, *, figures: dict, captions: dict,
     for k, (key, title, numbers, reading) in enumerate(_SECTIONS, start=1):
         lines += [f"## {k}. {title}", ""]
         if results.get(key) is None:
-            lines += ["Not produced: no fake of this family with a non-empty ground-truth mask.", ""]
+            lines += [("Not produced: no fake of this family with a non-empty ground-truth mask."
+                       if key == "localization" else "Not produced in this run."), ""]
             continue
         for stem in figures.get(key, []):
             links += [out / "figures" / f"{stem}.{f}" for f in formats]

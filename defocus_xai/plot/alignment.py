@@ -128,12 +128,19 @@ def _mean_ci(s, v: np.ndarray, metric: str) -> tuple:
     return float(mean), float(mean - half), float(mean + half), v.size, False
 
 
-def _baseline(s, metric: str):
-    """The summary's permutation baseline of the mean overlap, or ``None``."""
+_CONTROLS = {"permutation": ("permutation baseline", (0, (1, 1)), "0.1"),
+             "map_value": ("map-value control", (0, (4, 2)), S.PALETTE[4]),
+             "uniform": ("uniform control", (0, (4, 1, 1, 1)), "0.55")}
+
+
+def _baseline(s, metric: str) -> dict:
+    """The summary's controls of the mean overlap: permutation baseline, map value, uniform (those computed)."""
     if isinstance(s, (pd.DataFrame, np.ndarray, list, tuple)) or metric != "overlap":
-        return None
-    b = attr(s, "baseline_mean_overlap")
-    return None if b is None else float(b)
+        return {}
+    controls = dict(attr(s, "controls", default=None) or {})
+    if controls.get("permutation") is None and attr(s, "baseline_mean_overlap") is not None:
+        controls["permutation"] = attr(s, "baseline_mean_overlap")
+    return {k: float(controls[k]) for k in _CONTROLS if controls.get(k) is not None}
 
 
 def _draw_strip(ax, names, vals, stats, baselines, seed) -> None:
@@ -149,8 +156,8 @@ def _draw_strip(ax, names, vals, stats, baselines, seed) -> None:
     for i, n in enumerate(names):
         m, lo, hi, _, _ = stats[n]
         ax.errorbar([i + 0.32], [m], yerr=[[m - lo], [hi - m]], fmt="D", color="0.1", ms=3.5, capsize=2.5, lw=1)
-        if baselines.get(n) is not None:
-            ax.hlines(baselines[n], i - 0.3, i + 0.42, color="0.3", ls=(0, (1, 1)), lw=1.0)
+        for c, v in baselines.get(n, {}).items():
+            ax.hlines(v, i - 0.3, i + 0.42, color=_CONTROLS[c][2], ls=_CONTROLS[c][1], lw=1.2)
     ax.set_xticks(range(len(names)), [f"{n}\n{stats[n][0]:.3f} [{stats[n][1]:.3f}, {stats[n][2]:.3f}]\n"
                                       f"(n={stats[n][3]})" for n in names])
     ax.set_xlim(-0.6, len(names) - 0.3)
@@ -189,8 +196,9 @@ def alignment_comparison(
         Output of :func:`defocus_xai.analysis.alignment_scores` per model; its ``per_sample``
         DataFrame gives the points, ``mean_overlap`` / ``ci_low`` / ``ci_high`` (or
         ``mean_kl`` / ``kl_ci_low`` / ``kl_ci_high``) the mean and its bootstrap CI, and
-        ``baseline_mean_overlap`` (when computed) a dotted "permutation baseline" line (strip plot; the
-        caption says when a CI lies entirely below or above it). For plain arrays or DataFrames a
+        ``controls`` (or ``baseline_mean_overlap``) one line per control: dotted "permutation baseline",
+        dashed "map-value control", dash-dot "uniform control" (strip plot; the caption says where each CI
+        lies relative to each control). For plain arrays or DataFrames a
         normal-approximation 95% CI of the mean is drawn and the title says so.
     metric : str
         Per-sample column (``overlap`` or ``kl``).
@@ -229,37 +237,41 @@ def alignment_comparison(
     created = ax is None
     with S.house_style():
         fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(
-            width="single", aspect=0.7 if kind == "strip" else 0.95)
+            width="single", aspect=1.0 if kind == "strip" else 0.95)
         if kind == "strip":
             _draw_strip(ax, names, vals, stats, baselines, seed)
         else:
             _draw_bars(ax, names, vals, stats, created)
         ax.set_ylabel(metric)
         ax.set_xlabel("")
-        if metric == "overlap":
-            ax.set_ylim(-0.02, 1.02)
+        if metric == "overlap":  # the range the data, CIs and controls use (overlap lies in [0, 1])
+            used = np.concatenate([v[np.isfinite(v)] for v in vals.values()] + [np.ravel(stats[n][1:3]) for n in names]
+                                  + [np.asarray(list(b.values()), dtype=float) for b in baselines.values()])
+            ax.set_ylim(max(-0.02, float(np.nanmin(used)) - 0.05), min(1.02, float(np.nanmax(used)) + 0.05))
         ax.grid(True, axis="y", lw=0.3, alpha=0.5)
         any_normal = any(not s[4] for s in stats.values())
         ci_note = "mean, " + ("95% CI (normal approx.)" if any_normal else "bootstrap 95% CI")
         ax.set_title(join_title(title, f"{metric} per sample, {ci_note}"))
         if kind == "strip":
             handles = [Line2D([], [], marker="D", color="0.1", ls="", ms=3.5, label=ci_note)]
-            if any(b is not None for b in baselines.values()):
-                handles.append(Line2D([], [], color="0.3", ls=(0, (1, 1)), label="permutation baseline"))
+            drawn = {c for b in baselines.values() for c in b}
+            handles += [Line2D([], [], color=colour, ls=style, lw=1.2, label=word)
+                        for c, (word, style, colour) in _CONTROLS.items() if c in drawn]
             S._legend(ax, created=created, handles=handles)
         add_caption(fig, caption_text(_reading(names, stats, baselines, caption), background=background))
     return fig
 
 
 def _reading(names, stats, baselines, caption) -> str:
-    """Where each model's CI lies relative to its permutation baseline, then the caller's caption."""
+    """Where each model's CI lies relative to its controls (grouped: above / overlapping / below), then the caption."""
     notes = []
     for n in names:
-        b = baselines.get(n)
-        if b is None:
-            continue
         _, lo, hi, _, _ = stats[n]
-        where = "entirely below" if hi < b else "entirely above" if lo > b else "overlapping"
-        notes.append(f"{n}: CI {where} the permutation baseline ({b:.3f})")
+        where: dict = {}
+        for c, b in baselines.get(n, {}).items():
+            w = "below" if hi < b else "above" if lo > b else "overlapping"
+            where.setdefault(w, []).append(f"{_CONTROLS[c][0].split()[0]} ({b:.3f})")
+        if where:
+            notes.append(f"{n} CI " + ", ".join(f"{w} {' and '.join(v)}" for w, v in where.items()))
     text = "; ".join(notes) + ("." if notes else "")
     return f"{text} {caption}".strip() if caption else text

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from . import style as S
-from ._layout import group_column, single_ax
+from ._layout import add_caption, caption_text, group_column, single_ax
 from .curves import _curves
 
 __all__ = ["localization_curves"]
@@ -73,6 +73,8 @@ def localization_curves(
     xlabel: str | None = None,
     ylabel: str | None = None,
     title: str | None = None,
+    background: str | None = None,
+    caption: str | None = None,
     ax=None,
 ):
     """Localization of attributions against ground-truth manipulation masks.
@@ -102,6 +104,10 @@ def localization_curves(
     metrics : sequence of str, optional
         Metrics to show (default all in the input).
     xlabel, ylabel, title : str, optional
+    background : str, optional
+        The attribution reference, stated in the caption.
+    caption : str, optional
+        Text under the figure, after the computed facts.
     ax : Axes, optional
 
     Returns
@@ -118,13 +124,17 @@ def localization_curves(
     """
     if _is_summary(data):
         data = {"": data}
+    text = caption_text(caption, background=background)
     if isinstance(data, Mapping) and data and all(_is_summary(v) for v in data.values()):
-        return _localization_summaries(data, metrics=metrics, ylabel=ylabel, title=title, ax=ax)
+        fig = _localization_summaries(data, metrics=metrics, ylabel=ylabel, title=title, ax=ax)
+        add_caption(fig, text)
+        return fig
     if isinstance(data, Mapping):
         if fractions is None:
             raise ValueError("localization_curves with a dict of arrays needs fractions=")
         return _curves(fractions, data, auc=None, xlabel=xlabel or "fraction of top-attributed pixels",
-                       ylabel=ylabel or "overlap with ground truth (IoU)", title=title, ax=ax, ylim=(0, 1.02))
+                       ylabel=ylabel or "overlap with ground truth (IoU)", title=title, ax=ax, ylim=(0, 1.02),
+                       caption=text)
     if not isinstance(data, pd.DataFrame):
         raise TypeError(f"data must be a LocalizationSummary, a DataFrame or a dict, got {type(data).__name__}")
     gcol = group_column(data, group)
@@ -141,6 +151,7 @@ def localization_curves(
             S._legend(ax, created=created)
         if title:
             ax.set_title(title)
+        add_caption(fig, text)
     return fig
 
 

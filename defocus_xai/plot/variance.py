@@ -24,6 +24,7 @@ def variance_pair(
     precomputed: bool = False,
     normalize: bool = True,
     vmax: float | None = None,
+    units: str | None = None,
     title: str | None = None,
     sample_id=None,
     family: str | None = None,
@@ -48,6 +49,9 @@ def variance_pair(
         computed with :func:`defocus_xai.analysis.local_variance` (reflect border).
     vmax : float, optional
         Upper end of the shared scale (lower end 0); default the larger maximum of the two.
+    units : str, optional
+        Unit of the variance on the colour bar; default ``"normalized defocus$^2$"`` when the maps are
+        normalized here, else ``"map units$^2$"`` (give the unit of precomputed maps).
     title : str, optional
     sample_id, family, source_id, score : optional
         The fake shown (its real shares the source) (index or id, family, source id, detector score), named in the title.
@@ -89,9 +93,10 @@ def variance_pair(
         a1.set_title(f"fake (mean {np.nanmean(f):.2g})")
         S._image_off(a0)
         S._image_off(a1)
-        unit = "normalized defocus" if (normalize and not precomputed) else "map units"
+        if units is None:
+            units = "normalized defocus$^2$" if (normalize and not precomputed) else "map units$^2$"
         what = f"local variance, {window}x{window} window" if not precomputed else "local variance"
-        cb = S.add_colorbar(im, [a0, a1], f"{what} ({unit}$^2$)", location="bottom", shrink=0.8,
+        cb = S.add_colorbar(im, [a0, a1], f"{what} ({units})", location="bottom", shrink=0.8,
                             aspect=30)
         cb.formatter.set_powerlimits((-3, 3))
         cb.update_ticks()
@@ -147,8 +152,12 @@ def _test_text(result, rv, fv) -> str:
     unit = attr(result, "unit", default="image")
     text = f"KS D = {float(result.ks_statistic):.3f}, {_fmt_p(result.p_value)} (per {unit}"
     if unit == "group":
-        text += f", {int(result.n_units_real):,} vs {int(result.n_units_fake):,} units"
-        text += f"; per frame D = {float(result.ks_statistic_frames):.3f}, {_fmt_p(result.p_value_frames)}"
+        text += f", {int(result.n_units_real):,} vs {int(result.n_units_fake):,} units)"
+        paired = attr(result, "paired_p_value")
+        if paired is not None:
+            text += f"; paired Wilcoxon per shared source: {_fmt_p(paired)}"
+        return text + (f"\nsecondary, frames treated as independent: D = {float(result.ks_statistic_frames):.3f}, "
+                       f"{_fmt_p(result.p_value_frames)}")
     return text + ")"
 
 
@@ -164,6 +173,10 @@ def _draw(kind: str, ax, long: pd.DataFrame, palette, bins) -> None:
         sns.ecdfplot(x="value", **common)
         ax.set_ylabel("cumulative fraction")
         ax.set_ylim(0, 1.02)
+    elif kind == "hviolin":  # horizontal violins: the value axis is shared with an ECDF beside them
+        sns.violinplot(x="value", y="group", cut=0, inner="quart", linewidth=0.6, orient="h", **common)
+        ax.set_yticks(ax.get_yticks(), [t.get_text().split(" (")[0] for t in ax.get_yticklabels()])
+        ax.set_ylabel("")
     else:  # violin: one per group, quartiles inside
         sns.violinplot(y="value", x="group", cut=0, inner="quart", linewidth=0.6, **common)
         ax.set_xticks(ax.get_xticks(), [t.get_text().split(" (")[0] for t in ax.get_xticklabels()])
@@ -199,9 +212,10 @@ def variance_distributions(
     families : array-like of str, optional
         Fake family per fake value: one distribution per family (families can pull in opposite
         directions; pooling hides that). Each family's KS D against the reals is in the legend.
-    kind : {"both", "hist", "kde", "ecdf", "violin"}
+    kind : {"both", "violin+ecdf", "hist", "kde", "ecdf", "violin"}
         Histograms (density, shared bins), kernel densities, empirical CDFs (KS D is their largest
-        vertical gap), violins, or histogram and ECDF side by side (``"both"``).
+        vertical gap), violins, or two panels side by side: histogram and ECDF (``"both"``), or violins and
+        ECDF (``"violin+ecdf"``, readable with several families).
     bins : int or str
         Histogram bins (numpy rule or count), shared by all groups.
     units : str
@@ -228,7 +242,8 @@ def variance_distributions(
     >>> "KS D" in fig.get_suptitle()
     True
     """
-    kinds = {"both": ("hist", "ecdf"), "hist": ("hist",), "kde": ("kde",), "ecdf": ("ecdf",), "violin": ("violin",)}
+    kinds = {"both": ("hist", "ecdf"), "violin+ecdf": ("hviolin", "ecdf"), "hist": ("hist",), "kde": ("kde",),
+             "ecdf": ("ecdf",), "violin": ("violin",)}
     if kind not in kinds:
         raise ValueError(f"kind must be one of {sorted(kinds)}, got {kind!r}")
     rv, fv = _values(result, real_values, fake_values)
@@ -247,8 +262,8 @@ def variance_distributions(
             ax.grid(True, lw=0.3, alpha=0.5)
         if kind != "violin":
             handles = [Line2D([], [], color=palette[g], label=g) for g in groups]
-            if n_ax == 2:
-                S._legend(axs[-1], created=axes is None, handles=handles, side="right upper")
+            if n_ax == 2 and axes is None:  # below the panels: clear of the data and of the title
+                fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)))
             else:
                 axs[-1].legend(handles=handles, loc="best")
         fig.suptitle(join_title(title, test, fig=fig))
