@@ -1,26 +1,21 @@
-"""The library's first scientific results on held-out DefocusSynth data (issue 6).
+"""Scientific results on held-out DefocusSynth data, with both attribution references and every control.
 
-(a) Shapley alignment of the defocus detector versus the RGB detector: for every fake that has its
-    real (same ``source_id``), the overlap and KL divergence between the histogram of
-    ``|fake map - real map|`` and the histogram of ``|attribution|`` over the fake's defocus values
-    (``dx.analysis.alignment_scores``); mean, bootstrap 95% CI, permutation baseline (attributions
-    shuffled across samples), the paired defocus - RGB difference, and the same per fake family.
-(b) Localization on the splice family's ground-truth masks: pointing game, relevance mass accuracy,
-    relevance rank accuracy and pixel AUROC (``dx.analysis.localization_scores``) of the defocus
-    detector's attributions by shap_gradient, integrated_gradients, saliency, gradient_shap and
-    occlusion, of the RGB detector's shap_gradient, and of random attributions (chance).
-
-Data: ``DefocusSynth(seed=1)`` (the held-out seed; the bundled detectors were trained on seed 0 and
-validated on seed 2), 128 px. Part (a) uses the default families in real/fake pairs; part (b) a
-splice-only set of the same seed (every fake is a splice with a ground-truth mask).
+(a) Shapley alignment of the defocus detector versus the RGB detector, once with an all-zero reference and
+    once with a data reference (10 real training images, the paper's choice): per fake, the overlap of the
+    ``|fake - real|`` and ``|attribution|`` histograms over the fake's defocus values, beside its three
+    controls (permutation, map value, uniform), grouped by source id, per family and overall.
+(b) Localization on the splice family's ground-truth masks: shap_gradient of both detectors under both
+    references, saliency and occlusion of the defocus detector, and random attributions.
+(c) The paper's settings: the measured effect of each difference between our defaults and the paper's code
+    (local-variance border, alignment eps, channel-0 RGB, the 224 wrapper, frame- vs video-level tests, PIL
+    resizing) on the reference frames (``../shared/reference_maps``, when present) and on the stores of (a).
 
 Usage::
 
-    OMP_NUM_THREADS=1 python bench/science.py                       # defaults: ~14 min on 2 busy CPU cores
+    OMP_NUM_THREADS=1 python bench/science.py --out /tmp/science          # ~10 min on 2 busy CPU cores
     python bench/science.py --n-align 480 --n-splice 400 --device cuda --out /tmp/science
 
-Writes ``<out>/science.json`` (every number) and prints the Markdown tables that
-``bench/results_science.md`` reports.
+Writes ``<out>/science.json`` and prints the tables of ``bench/results_science.md``.
 """
 
 from __future__ import annotations
@@ -36,148 +31,137 @@ from pathlib import Path
 
 import numpy as np
 
-LOC_METHODS = ("shap_gradient", "integrated_gradients", "saliency", "gradient_shap", "occlusion")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from science_settings import settings_effects, settings_table  # noqa: E402  (bench/science_settings.py)
+
+BACKGROUNDS = ("zeros", "data")
+CONTROLS = ("permutation", "map_value", "uniform")
+LOC_METRICS = ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "auroc")
 
 
 def _ci(d, est="mean", lo="ci_low", hi="ci_high", nd=3):
     return f"{d[est]:.{nd}f} [{d[lo]:.{nd}f}, {d[hi]:.{nd}f}]"
 
 
+def _export(det, rgb, data, out: Path, background: str, args, methods=("shap_gradient",)):
+    import defocus_xai as dx
+
+    extra = {}
+    if background == "data":  # the paper's reference: real images of the detectors' training data (seed 0)
+        extra["background_data"] = dx.DefocusSynth(40, size=args.size, seed=0)
+    return dx.export_attributions(det, data, out, methods=methods, rgb_detector=rgb, background=background,
+                                  n_samples=args.n_shap, seed=0, device=args.device, progress=not args.quiet,
+                                  resume=True, batch_size=16, **extra)
+
+
 def part_alignment(det, rgb, args, out: Path) -> dict:
     import defocus_xai as dx
     from defocus_xai import pipeline as pl
-    from defocus_xai.store import load_store_arrays
-
     ds = dx.DefocusSynth(args.n_align, size=args.size, seed=args.seed)
-    t = time.perf_counter()
-    store = dx.export_attributions(det, ds, out / "align_store", methods=("shap_gradient",), rgb_detector=rgb,
-                                   n_samples=args.n_shap, seed=0, device=args.device, progress=not args.quiet,
-                                   resume=True, batch_size=16)
-    t_export = time.perf_counter() - t
-    arr = load_store_arrays(store)
-    labels, fam = arr["labels"].astype(int), arr["families"].astype(str)
-    pairs, _ = pl.store_pairs(arr)
     settings = pl.PipelineSettings(n_boot=args.n_boot, n_permutations=args.n_permutations, seed=0, max_examples=1)
-    res = {"n_samples": int(len(labels)), "n_pairs": int(len(pairs)), "export_seconds": round(t_export, 1)}
-    result = pl.stage_alignment(arr, settings, pairs=pairs)
-    result.close()
-    res["all"] = result.numbers
-    res["per_family"] = {}
-    fam_p = fam[pairs[:, 0]]
-    for f in dict.fromkeys(fam_p):
-        sel = pairs[fam_p == f]
-        result = pl.stage_alignment(arr, settings, pairs=sel)
-        result.close()
-        res["per_family"][f] = result.numbers
-    # detection scores of both detectors on the same samples (context for the alignment)
+    res = {}
+    for bg in BACKGROUNDS:
+        t = time.perf_counter()
+        arr, _ = pl.open_arrays(_export(det, rgb, ds, out / f"align_{bg}", bg, args))
+        pairs, _ = pl.store_pairs(arr)
+        block = {"export_seconds": round(time.perf_counter() - t, 1), "n_pairs": int(len(pairs)),
+                 "reference": pl.attribution_reference(arr, "defocus_shaps")}
+        r = pl.stage_alignment(arr, settings, pairs=pairs)
+        r.close()
+        block["all"], block["per_family"] = r.numbers, {}
+        fam_p = arr["families"].astype(str)[pairs[:, 0]]
+        for f in dict.fromkeys(fam_p):
+            r = pl.stage_alignment(arr, settings, pairs=pairs[fam_p == f])
+            r.close()
+            block["per_family"][f] = r.numbers
+        res[bg] = block
     from defocus_xai.detect import metrics_by_group
 
-    res["detection_auc"] = {
-        "defocus": metrics_by_group(labels, arr["scores"], fam).reset_index()[["group", "roc_auc"]].to_dict("records")}
+    res["detection_auc"] = metrics_by_group(arr["labels"].astype(int), arr["scores"], arr["families"].astype(str)) \
+        .reset_index()[["group", "roc_auc"]].to_dict("records")
     return res
 
 
 def part_localization(det, rgb, args, out: Path) -> dict:
     import defocus_xai as dx
+    from defocus_xai import analysis as A
     from defocus_xai import pipeline as pl
-    from defocus_xai.analysis.pairs import reduce_rgb
     from defocus_xai.store import attribution_key, load_store_arrays
 
     full = dx.DefocusSynth(args.n_splice, size=args.size, seed=args.seed, families=("splice",))
     fakes = [full[i] for i in range(len(full)) if int(full[i]["label"]) == 1 and float(full[i]["mask"].sum()) > 0]
-    t = time.perf_counter()
-    store = dx.export_attributions(det, fakes, out / "splice_store", methods=LOC_METHODS, n_samples=args.n_shap,
-                                   n_steps=args.n_shap, seed=0, device=args.device, progress=not args.quiet, resume=True, batch_size=16)
-    arr = load_store_arrays(store)
-    masks = arr["gt_masks"]
-    attrs = {f"defocus {m}": arr[attribution_key("defocus", m)] for m in LOC_METHODS}
-    # the RGB detector's SHAP on the same images (its own call: exporting it with every method would
-    # also compute the RGB detector's other four methods)
-    import torch
-
-    imgs = torch.stack([torch.as_tensor(np.asarray(f["image"])) for f in fakes]).float()
-    a_rgb = dx.attribute(rgb, imgs, method="shap_gradient", space="rgb", n_samples=args.n_shap, seed=0,
-                         sample_indices=list(range(len(fakes)))).numpy()
-    attrs["rgb shap_gradient"] = reduce_rgb(a_rgb, grid=masks.shape[1:])
-    t_export = time.perf_counter() - t
-    result = pl.stage_localization(arr, pl.PipelineSettings(n_boot=args.n_boot, seed=0), attributions=attrs)
-    result.close()
-    nums = result.numbers
-    # paired differences on the same fakes (bootstrap CI of the mean per-sample difference)
-    from defocus_xai import analysis as A
-
-    per = {}
-    for name in ("defocus shap_gradient", "defocus occlusion", "rgb shap_gradient"):
-        per[name] = A.localization_scores(attrs[name], masks, n_boot=10, seed=0).per_sample.set_index("sample")
+    attrs, t = {}, time.perf_counter()
+    for bg in BACKGROUNDS:
+        methods = ("shap_gradient", "saliency", "occlusion") if bg == "data" else ("shap_gradient",)
+        arr = load_store_arrays(_export(det, rgb, fakes, out / f"splice_{bg}", bg, args, methods=methods))
+        attrs[f"defocus shap_gradient, {bg} ref."] = arr[attribution_key("defocus", "shap_gradient")]
+        attrs[f"rgb shap_gradient, {bg} ref."] = A.reduce_rgb(arr["rgb_shaps"], grid=arr["dmaps"].shape[1:])
+        if bg == "data":
+            attrs["defocus saliency"] = arr[attribution_key("defocus", "saliency")]
+            attrs["defocus occlusion"] = arr[attribution_key("defocus", "occlusion")]
+    r = pl.stage_localization(arr, pl.PipelineSettings(n_boot=args.n_boot, seed=0), attributions=attrs)
+    r.close()
+    per = {k: A.localization_scores(v, arr["gt_masks"], n_boot=10, seed=0).per_sample.set_index("sample")
+           for k, v in attrs.items()}
     paired = {}
-    for a, b in (("defocus shap_gradient", "rgb shap_gradient"), ("defocus occlusion", "defocus shap_gradient")):
+    for a, b in (("defocus shap_gradient, data ref.", "rgb shap_gradient, data ref."),
+                 ("defocus shap_gradient, data ref.", "defocus shap_gradient, zeros ref."),
+                 ("defocus shap_gradient, zeros ref.", "rgb shap_gradient, zeros ref.")):
         common = per[a].index.intersection(per[b].index)
         row = {"n": int(len(common))}
-        for metric in ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "auroc"):
-            d = per[a].loc[common, metric].to_numpy() - per[b].loc[common, metric].to_numpy()
-            row[metric] = {**A.bootstrap_mean_ci(d, n_boot=args.n_boot, seed=0).to_dict(),
-                           "win_rate": float(np.mean(d > 0))}
+        for m in LOC_METRICS:
+            d = per[a].loc[common, m].to_numpy() - per[b].loc[common, m].to_numpy()
+            row[m] = {**A.bootstrap_mean_ci(d, n_boot=args.n_boot, seed=0).to_dict(), "win_rate": float(np.mean(d > 0))}
         paired[f"{a} - {b}"] = row
-    # scores of the detector on these fakes: localization of a detector that does not flag the fake is
-    # a statement about a wrong decision
-    return {"n_fakes": int(len(fakes)), "export_seconds": round(t_export, 1),
-            "mean_fake_score": float(np.mean(arr["scores"])),
-            "frac_called_fake": float(np.mean(arr["scores"] >= 0.5)), "methods": nums, "paired": paired}
+    return {"n_fakes": int(len(fakes)), "export_seconds": round(time.perf_counter() - t, 1),
+            "mean_fake_score": float(np.mean(arr["scores"])), "frac_called_fake": float(np.mean(arr["scores"] >= 0.5)),
+            "methods": r.numbers, "paired": paired}
+
+
+def _align_rows(L: list, name: str, x: dict, label: str) -> None:
+    d = x.get("control_details") or {}
+    cells = [f"{d[c]['mean_overlap']:.3f}" + ("*" if d[c].get("beaten") else "") if c in d else "n/a" for c in CONTROLS]
+    L.append(f"| {label} | {name} | {x['n']} ({x['n_units']}) | {_ci(x, 'mean_overlap')} | "
+             f"{_ci(x, 'mean_kl', 'kl_ci_low', 'kl_ci_high')} | " + " | ".join(cells)
+             + f" | {'yes' if x['beats_all_controls'] else 'no'} |")
 
 
 def tables(r: dict) -> str:
-    L = []
-    a = r["alignment"]
-    L += ["### (a) Shapley alignment, defocus vs RGB detector", "",
-          f"{a['n_pairs']} real/fake pairs sharing a source id; mean over fakes with bootstrap 95% CI "
-          f"({r['settings']['n_boot']} replicates); chance = mean overlap with attributions shuffled across "
-          f"samples ({r['settings']['n_permutations']} permutations), p one-sided.", "",
-          "| detector | family | n | overlap | KL | chance overlap | p |", "|---|---|---|---|---|---|---|"]
-
-    def rows(name, block, fam):
-        x = block[name]
-        L.append(f"| {name} | {fam} | {x['n']} | {_ci(x, 'mean_overlap')} | "
-                 f"{_ci(x, 'mean_kl', 'kl_ci_low', 'kl_ci_high')} | {x['baseline_mean_overlap']:.3f} | "
-                 f"{x['p_value']:.3g} |")
-
-    for name in ("defocus", "rgb"):
-        rows(name, a["all"], "all")
-        for f, blk in a["per_family"].items():
-            rows(name, blk, f)
-    L += ["", "Paired difference defocus - RGB (same fakes; bootstrap 95% CI of the mean difference; "
-          "win = share of fakes where defocus is higher):", "",
-          "| family | n | overlap difference | win | KL difference |", "|---|---|---|---|---|"]
-
-    def drow(fam, blk):
-        d = blk.get("paired_difference")
-        if d:
-            L.append(f"| {fam} | {d['n']} | {_ci(d['overlap'], 'estimate', 'low', 'high')} | "
-                     f"{100 * d['overlap']['win_rate']:.0f}% | {_ci(d['kl'], 'estimate', 'low', 'high')} |")
-
-    drow("all", a["all"])
-    for f, blk in a["per_family"].items():
-        drow(f, blk)
+    a, L = r["alignment"], []
+    L += ["### (a) Shapley alignment, both references", "",
+          "Mean overlap over fakes [bootstrap 95% CI over sources]; n (independent units); controls' mean overlaps, "
+          "`*` = beaten (higher mean, one-sided p < 0.05 on per-unit differences).", "",
+          "| reference, family | detector | n (units) | overlap | KL | permutation | map value | uniform | beats all |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for bg in BACKGROUNDS:
+        for fam, blk in [("all", a[bg]["all"])] + list(a[bg]["per_family"].items()):
+            for name in ("defocus", "rgb"):
+                _align_rows(L, name, blk[name], f"{bg}, {fam}")
+    L += ["", "Paired difference defocus - RGB on the same fakes (bootstrap 95% CI; win = share where defocus is "
+          "higher):", "", "| reference | family | n | overlap difference | win | KL difference |",
+          "|---|---|---|---|---|---|"]
+    for bg in BACKGROUNDS:
+        for fam, blk in [("all", a[bg]["all"])] + list(a[bg]["per_family"].items()):
+            d = blk.get("paired_difference")
+            if d:
+                L.append(f"| {bg} | {fam} | {d['n']} | {_ci(d['overlap'], 'estimate', 'low', 'high')} | "
+                         f"{100 * d['overlap']['win_rate']:.0f}% | {_ci(d['kl'], 'estimate', 'low', 'high')} |")
     loc = r["localization"]
     L += ["", "### (b) Localization on splice masks", "",
-          f"{loc['n_fakes']} splice fakes (mean defocus-detector score {loc['mean_fake_score']:.3f}, "
-          f"{100 * loc['frac_called_fake']:.0f}% called fake); mean [bootstrap 95% CI]; relevance = |attribution|.",
+          f"{loc['n_fakes']} splice fakes ({100 * loc['frac_called_fake']:.0f}% called fake); mean [bootstrap 95% CI].",
           "", "| attribution | pointing game | mass accuracy | rank accuracy | AUROC |", "|---|---|---|---|---|"]
     for m, x in loc["methods"].items():
         s = {row["metric"]: row for row in x["summary"]}
-        cells = [_ci(s[k]) if k in s else "n/a" for k in
-                 ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "auroc")]
-        L.append(f"| {m} | " + " | ".join(cells) + " |")
+        L.append(f"| {m} | " + " | ".join(_ci(s[k]) if k in s else "n/a" for k in LOC_METRICS) + " |")
     mf = next(iter(loc["methods"].values()))["mask_fraction"]
-    L += ["", f"Mean mask fraction {mf:.3f} (chance level of the pointing game, mass and rank accuracy); "
-          "AUROC chance 0.5.", "",
-          "Paired differences on the same fakes (bootstrap 95% CI of the mean difference; win = share of fakes "
-          "where the first is higher):", "",
+    L += ["", f"Mean mask fraction {mf:.3f} (chance of pointing game, mass and rank accuracy); AUROC chance 0.5.", "",
           "| comparison | n | pointing game | mass accuracy | rank accuracy | AUROC | AUROC win |",
           "|---|---|---|---|---|---|---|"]
-    for k, x in loc.get("paired", {}).items():
-        cells = [_ci(x[m], "estimate", "low", "high") for m in
-                 ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "auroc")]
-        L.append(f"| {k} | {x['n']} | " + " | ".join(cells) + f" | {100 * x['auroc']['win_rate']:.0f}% |")
+    for k, x in loc["paired"].items():
+        L.append(f"| {k} | {x['n']} | " + " | ".join(_ci(x[m], "estimate", "low", "high") for m in LOC_METRICS)
+                 + f" | {100 * x['auroc']['win_rate']:.0f}% |")
+    if r.get("settings_effects"):
+        L += ["", "### (c) The paper's settings: measured effects", "", settings_table(r["settings_effects"])]
     return "\n".join(L)
 
 
@@ -187,15 +171,17 @@ def main(argv=None) -> int:
     p.add_argument("--n-splice", type=int, default=160, help="splice-only samples for (b) (half are fakes)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--seed", type=int, default=1, help="held-out DefocusSynth seed (default 1)")
-    p.add_argument("--n-shap", type=int, default=50, help="draws / steps of the sampling attribution methods")
+    p.add_argument("--n-shap", type=int, default=50, help="draws of the sampling attribution methods")
     p.add_argument("--n-boot", type=int, default=2000)
     p.add_argument("--n-permutations", type=int, default=1000)
+    p.add_argument("--parts", default="alignment,localization,settings")
     p.add_argument("--detector", default="bundled-defocus")
     p.add_argument("--rgb-detector", default="bundled-rgb")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="/tmp/defocus_xai_science")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
 
     import torch
 
@@ -209,15 +195,28 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     r = {"settings": {**vars(args), "torch_threads": torch.get_num_threads(), "python": sys.version.split()[0],
                       "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
-                      "detector": dict(det.identity), "rgb_detector": dict(rgb.identity)}}
-    r["alignment"] = part_alignment(det, rgb, args, out)
-    r["localization"] = part_localization(det, rgb, args, out)
-    r["seconds"] = round(time.perf_counter() - t0, 1)
+                      "load_start": os.getloadavg()[0], "detector": dict(det.identity),
+                      "rgb_detector": dict(rgb.identity)}}
+    timings = {}
+    for name, fn in (("alignment", part_alignment), ("localization", part_localization)):
+        if name in parts:
+            t = time.perf_counter()
+            r[name] = fn(det, rgb, args, out)
+            timings[name] = round(time.perf_counter() - t, 1)
+    if "settings" in parts:
+        t = time.perf_counter()
+        r["settings_effects"] = settings_effects(det, args, out)
+        timings["settings"] = round(time.perf_counter() - t, 1)
+    r["timings"], r["seconds"] = timings, round(time.perf_counter() - t0, 1)
+    r["settings"]["load_end"] = os.getloadavg()[0]
     from defocus_xai.pipeline import jsonable
 
     (out / "science.json").write_text(json.dumps(jsonable(r), indent=2))
-    print(tables(r))
-    print(f"\n{r['seconds']:.0f} s; numbers in {out / 'science.json'}")
+    if "alignment" in r and "localization" in r:
+        print(tables(r))
+    elif "settings_effects" in r:
+        print(settings_table(r["settings_effects"]))
+    print(f"\n{r['seconds']:.0f} s ({timings}); numbers in {out / 'science.json'}")
     return 0
 
 

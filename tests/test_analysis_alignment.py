@@ -7,7 +7,7 @@ from scipy import stats
 from defocus_xai.analysis import AlignmentResult, AlignmentSummary, alignment_score, alignment_scores
 from defocus_xai.analysis._permutation import constrained_derangement
 
-EPS = 1e-10
+EPS = 1e-8
 
 
 def reference_alignment(fake, real, shap, bins=20, eps=EPS):

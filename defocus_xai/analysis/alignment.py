@@ -18,8 +18,8 @@ from .masks import normalize_maps
 
 __all__ = ["alignment_score", "AlignmentResult", "DEFAULT_EPS"]
 
-#: Epsilon added to both histograms before the KL divergence (the paper's code does not state its value).
-DEFAULT_EPS = 1e-10
+#: Epsilon added to both histograms before the KL divergence (the paper's code uses 1e-8).
+DEFAULT_EPS = 1e-8
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,7 +135,8 @@ def alignment_score(attribution, *, real_map, fake_map, bins: int = 20, value_ra
     value_range : (float, float) or None
         Range of the bins; ``None`` uses the fake map's own min and max.
     eps : float
-        Added to both histograms before the KL divergence (``DEFAULT_EPS`` = 1e-10).
+        Added to both histograms before the KL divergence (``DEFAULT_EPS`` = 1e-8, the paper's). The
+        histograms are normalized exactly (the paper's code also adds ``eps`` to their sums).
     normalize : bool
         Min-max normalize both maps first (:func:`normalize_maps`); use it for raw sigma maps.
 

@@ -13,7 +13,7 @@ import numpy as np
 from ._checks import as_float_array, as_labels
 from ._grid import to_grid
 
-__all__ = ["pair_by_source", "fake_real_pairs", "reduce_rgb", "random_attributions"]
+__all__ = ["pair_by_source", "fake_real_pairs", "reduce_rgb", "RGB_REDUCTIONS", "random_attributions"]
 
 
 def _keys(ids, frames):
@@ -114,8 +114,12 @@ def fake_real_pairs(labels, source_ids, *, frame_ids=None) -> np.ndarray:
     return np.stack([fake_rows[p[:, 0]], real_rows[p[:, 1]]], axis=1)
 
 
-def reduce_rgb(attributions, *, grid=None) -> np.ndarray:
-    """RGB attributions to one relevance map per sample: ``sum_c |a_c|``, optionally resampled.
+RGB_REDUCTIONS = ("sum_abs", "channel0")
+"""Ways :func:`reduce_rgb` turns (N, 3, H, W) attributions into one map: ours and the paper's."""
+
+
+def reduce_rgb(attributions, *, grid=None, method: str = "sum_abs") -> np.ndarray:
+    """RGB attributions to one relevance map per sample, optionally resampled.
 
     Parameters
     ----------
@@ -123,6 +127,9 @@ def reduce_rgb(attributions, *, grid=None) -> np.ndarray:
         (N, H, W) is the reference's RGB layout (channel 0 only); it is taken as one channel.
     grid : (int, int), optional
         Target (height, width), e.g. the defocus maps' grid; bilinear resampling when it differs.
+    method : {"sum_abs", "channel0"}
+        ``"sum_abs"`` (default): ``sum_c |a_c|``, every channel counts. ``"channel0"``: ``|a_0|``, the
+        paper's code (it keeps channel 0 of the RGB attribution and drops the evidence in G and B).
 
     Returns
     -------
@@ -133,12 +140,16 @@ def reduce_rgb(attributions, *, grid=None) -> np.ndarray:
     >>> a = np.ones((2, 3, 4, 4)); a[:, 1] = -1.0
     >>> reduce_rgb(a, grid=(2, 2)).shape, float(reduce_rgb(a)[0, 0, 0])
     ((2, 2, 2), 3.0)
+    >>> float(reduce_rgb(a, method="channel0")[0, 0, 0])
+    1.0
     """
+    if method not in RGB_REDUCTIONS:
+        raise ValueError(f"method must be one of {RGB_REDUCTIONS}, got {method!r}")
     a = np.abs(as_float_array(attributions, "attributions").astype(np.float64))
     if a.ndim not in (3, 4):
         raise ValueError(f"attributions must have shape (N, 3, H, W) or (N, H, W), got {a.shape}")
     if a.ndim == 4:
-        a = a.sum(axis=1)
+        a = a[:, 0] if method == "channel0" else a.sum(axis=1)
     if grid is None or a.shape[1:] == tuple(grid):
         return a
     return np.stack([to_grid(x, tuple(grid)) for x in a])

@@ -87,10 +87,12 @@ def local_variance(maps, window: int = 15, border: str = "reflect", normalize: b
         Side of the square window (15 in the reference), at most the map's height and width
         (``ValueError`` otherwise). Even sizes put the extra row/column after the centre.
     border : {"reflect", "nearest", "zeros", "valid"}
-        ``"reflect"`` (default): mirror at the edge, output has the input's size. ``"valid"``: only
-        windows fully inside the map, output ``(H - window + 1, W - window + 1)`` (average pooling
-        with no padding). ``"zeros"``: zero padding counted as data (``avg_pool2d`` with
-        ``padding=window // 2, count_include_pad=True``). ``"nearest"``: edge replication.
+        ``"reflect"`` (default): mirror at the edge, output has the input's size, no invented edge.
+        ``"zeros"``: the paper's code, zero padding counted as data (``avg_pool2d`` with
+        ``padding=window // 2, count_include_pad=True``): a map that is bright at its border gets an
+        artificial edge there, which adds to the variance (docs/reproduce_paper.md gives its size).
+        ``"valid"``: only windows fully inside the map, output ``(H - window + 1, W - window + 1)``
+        (average pooling with no padding). ``"nearest"``: edge replication.
     normalize : bool
         Per-sample min-max normalization to [0, 1] first (:func:`normalize_maps`), as the reference.
     chunk_size : int
@@ -105,8 +107,10 @@ def local_variance(maps, window: int = 15, border: str = "reflect", normalize: b
     --------
     >>> x = np.zeros((5, 5)); x[:, 3:] = 1.0
     >>> v = local_variance(x, window=3, normalize=False)
-    >>> v.shape, float(v[2, 0]), round(float(v[2, 2]), 6)
+    >>> v.shape, round(float(v[2, 0]), 6), round(float(v[2, 2]), 6)
     ((5, 5), 0.0, 0.222222)
+    >>> round(float(v[2, 4]), 6), round(float(local_variance(x, window=3, border="zeros", normalize=False)[2, 4]), 6)
+    (0.0, 0.222222)
     """
     arr, shape = _spatial_batch(maps)
     window = _check_args(window, border, arr.shape[1:])
