@@ -13,6 +13,7 @@ import defocus_xai as dx
 from defocus_xai.defocus import EstimatorConfig
 from defocus_xai.defocus.edges import edge_thresholds
 from defocus_xai.defocus.noise import noise_gradient_energy, noise_level
+from defocus_xai.defocus.robust import SIGMA_FLOOR
 
 
 def _phi(t, sigma):
@@ -51,6 +52,23 @@ def test_isolated_step_stays_exact(sigma):
     r = _estimate(img, "robust", propagation="none")
     e = r.edges[0, 0] > 0
     assert float((r.sparse[0, 0][e] - sigma).abs().median()) < 0.05
+
+
+@pytest.mark.parametrize("sigma, expected", [(0.0, SIGMA_FLOOR), (0.3, 0.3)])
+def test_sharp_edges_read_the_pixel_aperture_not_zero(sigma, expected):
+    """A point-sampled hard step reads 0 with "ours" (sharper than any blurred step); "robust" reports
+    the pixel aperture's sigma, sqrt(1/12) px. An edge just above it (DefocusSynth 2.0's 0.3 px
+    antialiasing) keeps its own value."""
+    x = np.arange(64, dtype=np.float64) - 31.5
+    prof = (x > 0).astype(np.float64) if sigma == 0 else _phi(x, sigma)
+    img = np.tile(0.2 + 0.6 * prof, (64, 1)).astype(np.float32)
+    ours = _estimate(img, "ours", propagation="none")
+    robust = _estimate(img, "robust", propagation="none")
+    e = robust.edges[0, 0] > 0
+    if sigma == 0:
+        assert float(ours.sparse[0, 0][ours.edges[0, 0] > 0].max()) == 0.0
+    assert float(robust.sparse[0, 0][e].min()) >= SIGMA_FLOOR - 1e-6
+    assert float((robust.sparse[0, 0][e] - expected).abs().median()) < 0.05
 
 
 @pytest.mark.parametrize("gap", [3.0, 4.0])
@@ -108,7 +126,7 @@ def test_noise_level_and_gradient_energy():
 
 def test_robust_recipe_contract():
     cfg = EstimatorConfig(recipe="robust")
-    assert (cfg.std1, cfg.std2) == (1.5, 2.0)
+    assert (cfg.std1, cfg.std2) == (1.0, 1.5)
     assert set(cfg.to_dict()) == set(EstimatorConfig().to_dict())      # no new parameter
     x = torch.rand(2, 3, 48, 48)
     r = dx.estimate_defocus(x, size=None, recipe="robust")

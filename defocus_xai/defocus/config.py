@@ -21,7 +21,7 @@ REFERENCE_INPUT_RANGES = ("[-1,1]", "[0,1]")
 DEFAULT_SIZE = 299
 DEFAULT_SIGMA_MAX = 5.0
 #: The re-blur pair ``(std1, std2)`` each recipe uses when none is given.
-RECIPE_STDS = {"ours": (1.5, 2.0), "robust": (1.5, 2.0), "reference": (2.0, 2.5)}
+RECIPE_STDS = {"ours": (1.5, 2.0), "robust": (1.0, 1.5), "reference": (2.0, 2.5)}
 _INTS = ("guided_radius", "subsample")
 _NOT_FLOATS = ("recipe", "size", "propagation", "reference_input_range")
 
@@ -41,8 +41,9 @@ class EstimatorConfig:
         Images are resized to ``size x size`` (bilinear, antialiased when downscaling) before
         estimation; sigma is in pixels of that grid. ``None`` keeps the input size.
     std1, std2 : float, optional
-        The re-blur pair (``0 < std1 < std2``, pixels). ``None``: 1.5 / 2.0 for ``"ours"`` and
-        ``"robust"``, 2.0 / 2.5 for ``"reference"``; the resolved values are stored.
+        The re-blur pair (``0 < std1 < std2``, pixels). ``None``: 1.5 / 2.0 for ``"ours"``,
+        1.0 / 1.5 for ``"robust"`` (less interference from neighbouring edges), 2.0 / 2.5 for
+        ``"reference"``; the resolved values are stored.
     edge_sigma : float
         Scale (px) of the Canny gradient.
     propagation : {"guided", "matting", "none"}
