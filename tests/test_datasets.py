@@ -376,3 +376,42 @@ def test_fill_composites_transparent_images(tmp_path):
     assert black.fill == (0.0, 0.0, 0.0) and float(black[0]["image"].max()) == 0.0
     with pytest.raises(ValueError, match="fill"):
         FolderDataset(tmp_path, fill=(2, 0, 0))
+
+
+def _noise_png(path, shape=(23, 31), seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*shape, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("size", [(11, 7), (40, 52), 16])
+def test_resize_pil_equals_torchvision_resize(tmp_path, size):
+    from torchvision import transforms
+
+    p = _noise_png(tmp_path / "real" / "n.png")
+    hw = (size, size) if isinstance(size, int) else size
+    want = transforms.ToTensor()(transforms.Resize(hw)(Image.open(p).convert("RGB")))
+    got = ImageDataset([p], [0], size=size, resize="pil")[0]["image"]
+    assert got.dtype == torch.float32 and torch.equal(got, want)
+    ours = ImageDataset([p], [0], size=size)[0]["image"]
+    assert not torch.equal(ours, want) and float((ours - want).abs().max()) < 0.5
+    with pytest.raises(ValueError, match="resize"):
+        ImageDataset([p], [0], resize="bicubic")
+
+
+def test_resize_option_on_every_loader(tmp_path):
+    from torchvision import transforms
+
+    _ffpp(tmp_path / "ff", methods=("Deepfakes",))
+    ff = FaceForensicsDataset(tmp_path / "ff", methods=("Deepfakes",), split="val", size=3, resize="pil")
+    assert ff.resize == "pil" and torch.equal(
+        ff[0]["image"], transforms.ToTensor()(transforms.Resize((3, 3))(Image.open(ff.paths[0]))))
+    p = _noise_png(tmp_path / "f" / "real" / "n.png")
+    (tmp_path / "f" / "i.csv").write_text("path,label\nreal/n.png,0\n")
+    folder = FolderDataset(tmp_path / "f", size=9, resize="pil")
+    csv = FolderDataset.from_csv(tmp_path / "f" / "i.csv", size=9, resize="pil")
+    assert torch.equal(folder[0]["image"], csv[0]["image"])
+    assert torch.equal(folder[0]["image"], ImageDataset([p], [0], size=9, resize="pil")[0]["image"])
+    _noise_png(tmp_path / "c" / "test" / "REAL" / "0.jpg")
+    assert CIFAKEDataset(tmp_path / "c", split="test", size=8, resize="pil").resize == "pil"
+    assert "resize='pil'" in repr(folder)

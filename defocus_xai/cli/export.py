@@ -29,7 +29,7 @@ from ._common import UsageError, bundled_note, check_data_arg, check_detector_ar
 
 _METHODS = ("shap_gradient", "shap_deep", "gradient_shap", "integrated_gradients", "deeplift", "saliency",
             "input_x_gradient", "occlusion")
-_DATA_HELP = ("synth[:N[:SEED]] | folder:PATH (PATH/real/**, PATH/fake/**) | ff++:PATH[:SPLIT] | "
+_DATA_HELP = ("synth[:N[:SEED]][:vVERSION] | folder:PATH (PATH/real/**, PATH/fake/**) | ff++:PATH[:SPLIT] | "
               "cifake:PATH[:SPLIT] | unlabeled:PATH (image files below PATH, or one image: label -1, "
               "attributions and scores only)")
 
@@ -90,18 +90,13 @@ def register(subparsers) -> None:
 
 def unlabeled_data(path: Path, *, size: int, on_error: str):
     """The image files below ``path`` (or the one image ``path``) as a data set with label -1."""
-    from ..data.datasets.base import ImageDataset, _Record
-    from ..data.datasets.files import IMAGE_EXTENSIONS, _list_images
-    from ..data.io import DEFAULT_MAX_PIXELS
+    from ..data import ImageDataset, list_images
 
-    files = _list_images(path, IMAGE_EXTENSIONS) if path.is_dir() else [path]
+    files = list_images(path) if path.is_dir() else [path]
     if not files:
         raise UsageError(f"--data unlabeled:{path}: no image files found below it")
     root = path if path.is_dir() else path.parent
-    records = [_Record(path=str(f), label=-1, family="unlabeled",
-                       source_id=f.relative_to(root).with_suffix("").as_posix()) for f in files]
-    return ImageDataset._from_records(records, size=size, on_error=on_error, max_pixels=DEFAULT_MAX_PIXELS,
-                                      fill=(1.0, 1.0, 1.0))
+    return ImageDataset.unlabeled(files, root=root, size=size, on_error=on_error)
 
 
 def _check(args) -> str:
@@ -127,12 +122,13 @@ def _load(name: str | None, device):
 
 def reference_data(spec: str, kind: str, *, size: int, k: int, on_error: str):
     """The training split the data reference comes from (None: none known; the explained data is used)."""
-    from ..data.spec import SYNTH_DEFAULT_SEED, dataset_from_spec
+    from ..data.spec import SYNTH_DEFAULT_SEED, dataset_from_spec, parse_data_spec
 
     if kind == "synth":
         from ..data import DefocusSynth
 
-        return DefocusSynth(4 * k, size=size, seed=SYNTH_DEFAULT_SEED["train"])
+        return DefocusSynth(4 * k, size=size, seed=SYNTH_DEFAULT_SEED["train"],
+                            version=parse_data_spec(spec)[1].get("version"))
     if kind in ("ff++", "cifake"):
         return dataset_from_spec(spec, size=size, role="train", split="train", on_error=on_error)
     return None

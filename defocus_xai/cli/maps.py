@@ -98,12 +98,12 @@ def find_images(paths) -> list[tuple[Path, Path]]:
     >>> [str(name) for _, name in find_images([d])]
     ['x/a']
     """
-    from ..data.datasets.files import IMAGE_EXTENSIONS, _list_images
+    from ..data import list_images
 
     found = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [(f, f.relative_to(p).with_suffix("")) for f in _list_images(p, IMAGE_EXTENSIONS)]
+            found += [(f, f.relative_to(p).with_suffix("")) for f in list_images(p)]
         elif p.is_file():
             found.append((p, Path(p.stem)))
         else:

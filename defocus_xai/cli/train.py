@@ -14,9 +14,10 @@ from ._common import check_data_arg, positive_int
 
 #: Accepted --data forms (kept here so that --help does not import torch).
 DATA_SPEC_HELP = (
-    "synth[:N[:SEED]] (the built-in DefocusSynth benchmark; default seeds: train 0, val 2, evaluate 1), "
-    "folder:PATH (PATH/real/**, PATH/fake/**), ff++:PATH (FaceForensics++ root; split train / val / test "
-    "by role or --split), cifake:PATH (CIFAKE root; train or test split)"
+    "synth[:N[:SEED]][:vVERSION] (the built-in DefocusSynth benchmark; default seeds: train 0, val 2, "
+    "evaluate 1; VERSION 1.0 or 2.0, default the generator's default), folder:PATH (PATH/real/**, "
+    "PATH/fake/**), ff++:PATH (FaceForensics++ root; split train / val / test by role or --split), "
+    "cifake:PATH (CIFAKE root; train or test split)"
 )
 
 

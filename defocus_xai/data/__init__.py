@@ -7,7 +7,7 @@ See docs/data.md and docs/synth.md.
 
 from .batching import collate
 from .datasets import (FF_METHODS, IMAGE_EXTENSIONS, CIFAKEDataset, FaceForensicsDataset, FolderDataset,
-                       ImageDataset)
+                       ImageDataset, list_images)
 from .io import ImageLoadError, load_image
 from .prepare import prepare_ffpp
 from .synth import DefocusSynth
@@ -15,5 +15,5 @@ from .synth import DefocusSynth
 __all__ = [
     "load_image", "ImageLoadError",
     "ImageDataset", "FolderDataset", "FaceForensicsDataset", "CIFAKEDataset",
-    "IMAGE_EXTENSIONS", "FF_METHODS", "DefocusSynth", "collate", "prepare_ffpp",
+    "list_images", "IMAGE_EXTENSIONS", "FF_METHODS", "DefocusSynth", "collate", "prepare_ffpp",
 ]

@@ -8,8 +8,8 @@ docs/data.md describes the layouts, the FF++ split policy and the error policy.
 from .base import ImageDataset
 from .cifake import CIFAKEDataset
 from .faceforensics import FF_METHODS, FaceForensicsDataset
-from .files import IMAGE_EXTENSIONS
+from .files import IMAGE_EXTENSIONS, list_images
 from .folder import FolderDataset
 
-__all__ = ["IMAGE_EXTENSIONS", "FF_METHODS", "ImageDataset", "FolderDataset", "FaceForensicsDataset",
-           "CIFAKEDataset"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images", "FF_METHODS", "ImageDataset", "FolderDataset",
+           "FaceForensicsDataset", "CIFAKEDataset"]

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..io import DEFAULT_MAX_PIXELS, ImageLoadError, _check_fill, load_image
+from ._resize import _check_resize, _resize_image
 
 __all__ = ["ImageDataset"]
 
@@ -60,7 +61,7 @@ class ImageDataset(Dataset):
     paths : sequence of str or os.PathLike
         Image files.
     labels : sequence of int
-        0 (real) or 1 (fake), one per path.
+        0 (real) or 1 (fake), one per path (:meth:`unlabeled` builds a dataset of label -1, unknown).
     source_ids : sequence of str, optional
         Real scene/video each sample comes from (default: each file its own id, the path without extension).
     families : sequence of str, optional
@@ -68,10 +69,15 @@ class ImageDataset(Dataset):
     video_ids : sequence of str, optional
         Video per sample (default ``""``).
     size : int, (int, int) or None, optional
-        Output ``(height, width)``; an int gives a square. Images are resized with
-        ``torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=False)``.
+        Output ``(height, width)``; an int gives a square (an image already at that size is not resampled).
         ``None`` keeps each image's native size (then batches need equal sizes, see
         :func:`~defocus_xai.data.collate`).
+    resize : {"torch", "pil"}, optional
+        How images are resized to ``size``. ``"torch"`` (default):
+        ``torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=False)`` on the
+        float image. ``"pil"``: the image rounded to 8 bits and resized with PIL's ``BILINEAR``, exactly as
+        ``torchvision.transforms.Resize((h, w))`` on a PIL image (the paper's code); the result is a
+        multiple of 1/255.
     on_error : {"raise", "skip"}, optional
         What to do with unreadable files: ``"raise"`` (default) raises :class:`ImageLoadError` naming the file
         when its item is read; ``"skip"`` runs :meth:`validate` now, which drops unreadable files and records
@@ -106,6 +112,7 @@ class ImageDataset(Dataset):
         families: Sequence[str] | None = None,
         video_ids: Sequence[str] | None = None,
         size: int | tuple[int, int] | None = 299,
+        resize: str = "torch",
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         fill: Sequence[float] | None = (1.0, 1.0, 1.0),
@@ -131,12 +138,46 @@ class ImageDataset(Dataset):
                 family=str(families[i]) if families is not None else ("real" if lab == 0 else "fake"),
                 video_id=str(video_ids[i]) if video_ids is not None else "",
             ))
-        self._setup(records, size=size, on_error=on_error, max_pixels=max_pixels, fill=fill,
+        self._setup(records, size=size, resize=resize, on_error=on_error, max_pixels=max_pixels, fill=fill,
                     progress=progress)
 
+    @classmethod
+    def unlabeled(cls, paths: Sequence[str | os.PathLike], *, root: str | os.PathLike | None = None,
+                  **options) -> "ImageDataset":
+        """Image files whose labels are unknown: every item has label -1 and family ``"unlabeled"``.
+
+        Label -1 means "unknown"; the attribution store accepts it (such samples get attributions and
+        scores but take no part in the real-vs-fake analyses).
+
+        Parameters
+        ----------
+        paths : sequence of str or os.PathLike
+            Image files, e.g. from :func:`~defocus_xai.data.list_images`.
+        root : str or os.PathLike, optional
+            Folder the ``source_id`` of each file is taken relative to (its path below ``root``, without
+            extension, ``/``-separated); default the path without extension.
+        **options
+            ``size``, ``resize``, ``on_error``, ``max_pixels``, ``fill``, ``progress`` as in
+            :class:`ImageDataset`.
+
+        Examples
+        --------
+        >>> from defocus_xai.data import ImageDataset, list_images
+        >>> ds = ImageDataset.unlabeled(list_images("photos"), root="photos", size=128)   # doctest: +SKIP
+        >>> ds[0]["label"], ds[0]["family"]                                                # doctest: +SKIP
+        (-1, 'unlabeled')
+        """
+        records = []
+        for p in map(os.fspath, paths):
+            sid = p if root is None else os.path.relpath(p, os.fspath(root)).replace(os.sep, "/")
+            records.append(_Record(path=p, label=-1, family="unlabeled", source_id=os.path.splitext(sid)[0]))
+        return ImageDataset._from_records(records, **options)
+
     # -- construction helpers shared with subclasses -------------------------------------------------
-    def _setup(self, records, *, size, on_error, max_pixels, fill, progress=False):
+    def _setup(self, records, *, size=299, resize="torch", on_error="raise", max_pixels=DEFAULT_MAX_PIXELS,
+               fill=(1.0, 1.0, 1.0), progress=False):
         self.size = _normalize_size(size)
+        self.resize = _check_resize(resize)
         self.on_error = _check_on_error(on_error)
         if max_pixels is not None and (isinstance(max_pixels, bool) or int(max_pixels) <= 0):
             raise ValueError(f"max_pixels must be a positive int or None, got {max_pixels!r}")
@@ -176,14 +217,8 @@ class ImageDataset(Dataset):
         else:
             raise TypeError(f"dataset indices must be integers, got {type(index).__name__}")
         rec = self._records[index]
-        arr = self.load(index)
-        img = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-        if self.size is not None and tuple(img.shape[1:]) != self.size:
-            img = torch.nn.functional.interpolate(
-                img[None], size=self.size, mode="bilinear", align_corners=False, antialias=True
-            )[0].clamp_(0.0, 1.0)
         return {
-            "image": img,
+            "image": _resize_image(self.load(index), self.size, self.resize),
             "label": rec.label,
             "path": rec.path,
             "source_id": rec.source_id,
@@ -261,7 +296,7 @@ class ImageDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        """Labels in item order, ``(N,)`` int64 (0 real, 1 fake)."""
+        """Labels in item order, ``(N,)`` int64 (0 real, 1 fake, -1 unknown)."""
         return np.array([r.label for r in self._records], dtype=np.int64)
 
     @property
@@ -301,7 +336,11 @@ class ImageDataset(Dataset):
         return pd.DataFrame(rows, columns=cols + [k for k in (rows[0].keys() if rows else []) if k not in cols])
 
     def __repr__(self) -> str:
-        n_fake = sum(r.label for r in self._records)
-        return (f"{type(self).__name__}(n={len(self)}, real={len(self) - n_fake}, fake={n_fake}, "
-                f"size={self.size}, on_error={self.on_error!r}, skipped={len(self.skipped)})")
+        n_real = sum(r.label == 0 for r in self._records)
+        n_fake = sum(r.label == 1 for r in self._records)
+        unknown = len(self) - n_real - n_fake
+        return (f"{type(self).__name__}(n={len(self)}, real={n_real}, fake={n_fake}, "
+                + (f"unlabeled={unknown}, " if unknown else "")
+                + f"size={self.size}, resize={self.resize!r}, on_error={self.on_error!r}, "
+                f"skipped={len(self.skipped)})")
 

@@ -28,7 +28,7 @@ class CIFAKEDataset(ImageDataset):
     split : {"train", "test"}, optional
     size : int, (int, int) or None, optional
         Output size; default 32 (CIFAKE's native size, so no resampling).
-    on_error, max_pixels, fill, progress, extensions
+    resize, on_error, max_pixels, fill, progress, extensions
         As in :class:`FolderDataset`.
 
     Examples
@@ -46,6 +46,7 @@ class CIFAKEDataset(ImageDataset):
         *,
         split: str = "train",
         size: int | tuple[int, int] | None = 32,
+        resize: str = "torch",
         on_error: str = "raise",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -64,5 +65,5 @@ class CIFAKEDataset(ImageDataset):
                                   fake_family=self.FAKE_FAMILY, family_from_subdir=False)
         for r in records:
             r.source_id = f"{split}/{r.source_id}"
-        self._setup(records, size=size, on_error=on_error, max_pixels=max_pixels, fill=fill,
+        self._setup(records, size=size, resize=resize, on_error=on_error, max_pixels=max_pixels, fill=fill,
                     progress=progress)

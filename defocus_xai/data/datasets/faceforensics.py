@@ -16,7 +16,7 @@ import torch
 from ..io import DEFAULT_MAX_PIXELS, load_image
 from ._ffpp_split import SPLITS, split_policy
 from .base import ImageDataset, _Record
-from .files import IMAGE_EXTENSIONS, _list_images, _natural_key, _normalize_extensions
+from .files import IMAGE_EXTENSIONS, _natural_key, _normalize_extensions, list_images
 
 __all__ = ["FF_METHODS", "FaceForensicsDataset"]
 
@@ -85,7 +85,7 @@ class FaceForensicsDataset(ImageDataset):
     masks : bool or None, optional
         Yield ``mask``: ``None`` (default) when every requested method has a masks folder, ``True`` always
         (a missing masks folder is an error), ``False`` never.
-    size, on_error, max_pixels, fill, progress, extensions
+    size, resize, on_error, max_pixels, fill, progress, extensions
         As in :class:`FolderDataset`.
 
     Attributes
@@ -119,6 +119,7 @@ class FaceForensicsDataset(ImageDataset):
         frames_dir: str = "v1faces",
         masks: bool | None = None,
         size: int | tuple[int, int] | None = 299,
+        resize: str = "torch",
         on_error: str = "raise",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -164,7 +165,7 @@ class FaceForensicsDataset(ImageDataset):
         if not records:
             raise ValueError(f"no frames found under {str(root)!r} for split={split!r}, methods={list(methods)}, "
                              f"compression={compression!r}")
-        self._setup(records, size=size, on_error=on_error, max_pixels=max_pixels, fill=fill,
+        self._setup(records, size=size, resize=resize, on_error=on_error, max_pixels=max_pixels, fill=fill,
                     progress=progress)
 
     def _real_records(self, real_base: Path, real_ids: list, real_split: dict, exts) -> list[_Record]:
@@ -204,7 +205,7 @@ class FaceForensicsDataset(ImageDataset):
 
     def _video_records(self, folder: Path, exts, *, label, method, target, donor, video_id, split,
                        mask_folder: Path | None = None):
-        frames = _list_images(folder, exts, recursive=False)
+        frames = list_images(folder, extensions=exts, recursive=False)
         if not frames:
             self.excluded_videos.append((str(folder), "no frames"))
             return []
@@ -215,7 +216,7 @@ class FaceForensicsDataset(ImageDataset):
             if not mask_folder.is_dir():
                 self.excluded_videos.append((str(folder), f"no mask folder {str(mask_folder)!r}"))
                 return []
-            stems = {m.stem: str(m) for m in _list_images(mask_folder, exts, recursive=False)}
+            stems = {m.stem: str(m) for m in list_images(mask_folder, extensions=exts, recursive=False)}
             for f in frames:
                 if f.stem not in stems:
                     self.excluded_videos.append((str(f), f"no mask frame {f.stem!r} in {str(mask_folder)!r}"))

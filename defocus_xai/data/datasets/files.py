@@ -1,6 +1,5 @@
-"""Finding image files on disk for the folder-based data sets: natural order, hidden files ignored.
-
-Internal to :mod:`defocus_xai.data.datasets`.
+"""Finding image files on disk: :func:`list_images` (natural order, hidden files ignored) and the
+folder scanning of the folder-based data sets.
 """
 
 from __future__ import annotations
@@ -8,10 +7,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 
 from .base import _Record
 
-__all__ = ["IMAGE_EXTENSIONS"]
+__all__ = ["IMAGE_EXTENSIONS", "list_images"]
 
 #: File name endings (case-insensitive) that the folder-scanning datasets treat as images.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -20,7 +20,6 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def _natural_key(name: str):
     """Sort key that orders ``"9.png"`` before ``"10.png"`` (digit runs compared as numbers)."""
     return [(0, int(tok), "") if tok.isdigit() else (1, 0, tok) for tok in re.split(r"(\d+)", name) if tok]
-
 
 
 def _normalize_extensions(extensions) -> tuple[str, ...]:
@@ -32,18 +31,54 @@ def _normalize_extensions(extensions) -> tuple[str, ...]:
     return exts
 
 
-def _list_images(folder: Path, extensions: tuple[str, ...], recursive: bool = True) -> list[Path]:
-    """Image files under ``folder`` in natural order; hidden files and folders (``.name``) are ignored."""
+def list_images(root: str | os.PathLike, *, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                recursive: bool = True) -> list[Path]:
+    """The image files under a folder, in natural order, hidden files and folders left out.
+
+    Parameters
+    ----------
+    root : str or os.PathLike
+        The folder to search.
+    extensions : sequence of str, optional
+        File endings to include, case-insensitive, with or without the dot (default :data:`IMAGE_EXTENSIONS`).
+    recursive : bool, optional
+        Search subfolders too (default); ``False`` lists ``root`` itself only.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Paths below ``root`` (``root`` joined with each relative path), sorted by the relative path with digit
+        runs compared as numbers (``9.png`` before ``10.png``). Names starting with ``.`` (files and folders,
+        e.g. macOS ``._x.jpg``) are skipped.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``root`` is not a folder.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("10.png", "9.png", ".hidden.png", "notes.txt"):
+    ...     (d / name).touch()
+    >>> [p.name for p in list_images(d)]
+    ['9.png', '10.png']
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"list_images: {str(folder)!r} is not a folder")
+    exts = _normalize_extensions(extensions)
     found = []
     if recursive:
         for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if not name.startswith(".") and name.lower().endswith(extensions):
+                if not name.startswith(".") and name.lower().endswith(exts):
                     found.append(Path(dirpath) / name)
     else:
         for entry in os.scandir(folder):
-            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(extensions):
+            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(exts):
                 found.append(Path(entry.path))
     found.sort(key=lambda p: _natural_key(p.relative_to(folder).as_posix()))
     return found
@@ -60,7 +95,6 @@ def _find_child_dir(parent: Path, name: str) -> Path | None:
     return Path(matches[0].path) if matches else None
 
 
-
 def _scan_real_fake(root: Path, exts, *, real_family, fake_family, family_from_subdir) -> list[_Record]:
     real_dir = _find_child_dir(root, "real")
     fake_dir = _find_child_dir(root, "fake")
@@ -70,7 +104,7 @@ def _scan_real_fake(root: Path, exts, *, real_family, fake_family, family_from_s
     for folder, label in ((real_dir, 0), (fake_dir, 1)):
         if folder is None:
             continue
-        for f in _list_images(folder, exts):
+        for f in list_images(folder, extensions=exts):
             rel_root = f.relative_to(root).with_suffix("").as_posix()
             family = real_family if label == 0 else fake_family
             if label == 1 and family_from_subdir:

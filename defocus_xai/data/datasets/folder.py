@@ -29,7 +29,7 @@ class FolderDataset(ImageDataset):
     ----------
     root : str or os.PathLike
         Folder holding ``real/`` and/or ``fake/``.
-    size, on_error, max_pixels, fill, progress
+    size, resize, on_error, max_pixels, fill, progress
         As in :class:`ImageDataset`.
     extensions : sequence of str, optional
         File endings to include, case-insensitive (default :data:`IMAGE_EXTENSIONS`).
@@ -50,6 +50,7 @@ class FolderDataset(ImageDataset):
         root: str | os.PathLike,
         *,
         size: int | tuple[int, int] | None = 299,
+        resize: str = "torch",
         on_error: str = "raise",
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -62,7 +63,7 @@ class FolderDataset(ImageDataset):
         exts = _normalize_extensions(extensions)
         self.root = str(root)
         records = _scan_real_fake(root, exts, real_family="real", fake_family="fake", family_from_subdir=True)
-        self._setup(records, size=size, on_error=on_error, max_pixels=max_pixels, fill=fill,
+        self._setup(records, size=size, resize=resize, on_error=on_error, max_pixels=max_pixels, fill=fill,
                     progress=progress)
 
     @classmethod
@@ -72,6 +73,7 @@ class FolderDataset(ImageDataset):
         *,
         root: str | os.PathLike | None = None,
         size: int | tuple[int, int] | None = 299,
+        resize: str = "torch",
         on_error: str = "raise",
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         fill: Sequence[float] | None = (1.0, 1.0, 1.0),
@@ -85,7 +87,7 @@ class FolderDataset(ImageDataset):
             The CSV file (header row required; other columns are ignored).
         root : str or os.PathLike, optional
             Folder that relative paths are resolved against (default: the CSV file's folder).
-        size, on_error, max_pixels, fill, progress
+        size, resize, on_error, max_pixels, fill, progress
             As in :class:`ImageDataset`.
 
         Notes
@@ -113,7 +115,7 @@ class FolderDataset(ImageDataset):
             for rec in records:
                 if not os.path.isfile(rec.path):
                     raise ImageLoadError(rec.path, f"file not found (listed in {str(csv_path)!r})")
-        obj = cls._from_records(records, size=size, on_error=on_error, max_pixels=max_pixels,
+        obj = cls._from_records(records, size=size, resize=resize, on_error=on_error, max_pixels=max_pixels,
                                 fill=fill, progress=progress)
         obj.root = str(base)
         return obj
