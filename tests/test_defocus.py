@@ -305,6 +305,7 @@ def test_matting_gradient_reaches_sparse_values():
     assert torch.isfinite(img.grad).all() and float(img.grad.abs().sum()) > 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     img, _ = layered_scene(64, seed=0)

@@ -99,6 +99,22 @@ def _symmetric_1d(x: torch.Tensor, w: list, dim: int) -> torch.Tensor:
 
 
 
+def _chains(x: torch.Tensor, taps, pairs) -> torch.Tensor:
+    """Separable filtering of the padded ``x`` ``(B, 1, H + 2r, W + 2r)`` as multiply-add chains:
+    ``(B, S, K, H, W)`` for the ``S`` scales of ``taps`` and the ``K`` (horizontal, vertical) derivative
+    orders of ``pairs``."""
+    B, L = x.shape[0], len(taps[0][0])
+    H, W = x.shape[-2] - L + 1, x.shape[-1] - L + 1
+    rows, out = {}, []
+    for i, kern in enumerate(taps):
+        for h, v in pairs:
+            if (i, h) not in rows:
+                rows[(i, h)] = _fma_chain(lambda j: x[..., j:j + W], kern[h])
+            row = rows[(i, h)]
+            out.append(_fma_chain(lambda j: row[..., j:j + H, :], kern[v]))
+    return torch.cat(out, 1).view(B, len(taps), len(pairs), H, W)
+
+
 @lru_cache(maxsize=64)
 def _kernels_cpu(std: float, radius: int) -> torch.Tensor:
     k = torch.arange(-radius, radius + 1, dtype=torch.float64)
@@ -111,6 +127,16 @@ def _kernels_cpu(std: float, radius: int) -> torch.Tensor:
     g2 = g2 - g0 * (g2.sum() / g0.sum())         # zero response to constants
     g2 = g2 / (0.5 * (k**2 * g2).sum())          # exact on x^2 / 2: second derivative 1
     return torch.stack([g0, g1, g2])
+
+
+@lru_cache(maxsize=64)
+@torch.compiler.assume_constant_result
+def _taps(std: float, radius: int, dtype: torch.dtype | None) -> tuple:
+    """The three kernels of :func:`_kernels_cpu` as Python floats, rounded to ``dtype`` first (as a
+    kernel tensor of that dtype holds them; ``None``: not rounded); a constant for ``torch.compile``."""
+    k = _kernels_cpu(std, radius)
+    k = k if dtype is None else k.to(dtype).to(torch.float64)
+    return tuple(tuple(row) for row in k.tolist())
 
 
 def gaussian_kernels_1d(std: float, radius: int | None = None, *, truncate: float = DEFAULT_TRUNCATE,
@@ -188,8 +214,6 @@ def gaussian_derivatives(gray: torch.Tensor, stds, *, second_order: bool = False
         raise ValueError(f"expected a (B, 1, H, W) tensor, got {tuple(gray.shape)}")
     stds = [float(s) for s in stds]
     radius = int(math.ceil(truncate * max(stds)))
-    kern = torch.stack([gaussian_kernels_1d(s, radius, dtype=gray.dtype, device=gray.device)
-                        for s in stds])                       # (S, 3, L)
     n = len(stds)
     L = 2 * radius + 1
     if second_order:
@@ -203,16 +227,10 @@ def gaussian_derivatives(gray: torch.Tensor, stds, *, second_order: bool = False
         # Multiply-add chains over shifted views, tap by tap in kernel order (each step one fused
         # multiply-add): the same arithmetic as the 1-D convolution below, bitwise, in a fraction
         # of the time for these single-channel, 21-tap filters; no layout copies.
-        taps = kern.to(torch.float64).tolist()                  # [scale][order][tap]
-        rows = {}
-        out = []
-        for i in range(n):
-            for h, v in pairs:
-                if (i, h) not in rows:
-                    rows[(i, h)] = _fma_chain(lambda j: x[..., j:j + W], taps[i][h])
-                row = rows[(i, h)]
-                out.append(_fma_chain(lambda j: row[..., j:j + H, :], taps[i][v]))
-        return torch.cat(out, 1).view(B, n, len(pairs), H, W)
+        taps = [_taps(s, radius, gray.dtype) for s in stds]     # [scale][order][tap]
+        return _chains(x, taps, pairs)
+    kern = torch.stack([gaussian_kernels_1d(s, radius, dtype=gray.dtype, device=gray.device)
+                        for s in stds])                       # (S, 3, L)
     kh = torch.stack([kern[i, h] for i in range(n) for h, _ in pairs])    # (S*K, L)
     kv = torch.stack([kern[i, v] for i in range(n) for _, v in pairs])    # (S*K, L)
     nk = kh.shape[0]
@@ -254,7 +272,7 @@ def gaussian_blur(x: torch.Tensor, std: float, *, truncate: float = 3.0) -> torc
         return x
     radius = max(1, int(math.ceil(truncate * std)))
     if 2 * radius + 1 <= _SHIFT_TAPS:
-        w = _kernels_cpu(float(std), int(radius))[0].tolist()
+        w = _taps(float(std), int(radius), None)[0]
         return _symmetric_1d(_pad(_symmetric_1d(_pad(x, 0, radius), w, -1), radius, 0), w, -2)
     g0 = gaussian_kernels_1d(std, radius, dtype=x.dtype, device=x.device)[0]
     return _separable(x, g0)

@@ -96,6 +96,30 @@ def _local_frame(c, dxs, dys, k: int):
     return m2, inn, itt, int_
 
 
+def _sigma_and_weight(c, dxs, dys, config: EstimatorConfig):
+    """Sigma (differentiable) and the straight-edge weight (no gradient) from the first derivatives
+    ``c`` and their x / y derivatives ``dxs``, ``dys`` (channels ``Ix1, Iy1, Ix2, Iy2`` first)."""
+    s1, s2 = config.std1, config.std2
+    delta = s2 * s2 - s1 * s1
+    m2_1, inn1, _, _ = _local_frame(c, dxs, dys, 0)
+    m2_2, inn2, itt2, int2 = _local_frame(c, dxs, dys, 1)
+    # q = I_nn / |grad I| = -d / S^2 at each scale; the product gives the centre correction.
+    q1q2 = inn1 * inn2 / torch.sqrt(m2_1 * m2_2)
+    corr = (delta * q1q2).clamp(0.0, delta / (s1 * s1 * s2 * s2))
+    log_r2 = torch.log(m2_1) - torch.log(m2_2) + corr
+    r2 = torch.exp(log_r2.clamp(-20.0, 20.0))
+    sig = sigma_from_ratio(r2, s1, s2, config.sigma_max)
+    with torch.no_grad():
+        if config.structure_scale > 0:
+            # One-dimensionality at std2: rho = std2 |(I_tt, sqrt2 I_nt)| / |grad I| is zero
+            # on any straight edge, large at corners and junctions.
+            rho2 = (itt2 * itt2 + 2 * int2 * int2) * (s2 * s2) / m2_2
+            w = torch.exp(-rho2 / (config.structure_scale ** 2))
+        else:
+            w = torch.ones_like(sig)
+    return sig, w
+
+
 def edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, config: EstimatorConfig):
     """Sparse sigma and propagation confidence at the edge pixels.
 
@@ -131,25 +155,8 @@ def edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, config: Esti
     conf = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
     if idx.numel() == 0:
         return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
-    c, dxs, dys = _cross_derivatives(d, scales, idx)
-    s1, s2 = config.std1, config.std2
-    delta = s2 * s2 - s1 * s1
-    m2_1, inn1, _, _ = _local_frame(c, dxs, dys, 0)
-    m2_2, inn2, itt2, int2 = _local_frame(c, dxs, dys, 1)
-    # q = I_nn / |grad I| = -d / S^2 at each scale; the product gives the centre correction.
-    q1q2 = inn1 * inn2 / torch.sqrt(m2_1 * m2_2)
-    corr = (delta * q1q2).clamp(0.0, delta / (s1 * s1 * s2 * s2))
-    log_r2 = torch.log(m2_1) - torch.log(m2_2) + corr
-    r2 = torch.exp(log_r2.clamp(-20.0, 20.0))
-    sig = sigma_from_ratio(r2, s1, s2, config.sigma_max)
+    sig, w = _sigma_and_weight(*_cross_derivatives(d, scales, idx), config)
     sparse = sparse.index_put((idx,), sig)
-    with torch.no_grad():
-        if config.structure_scale > 0:
-            # One-dimensionality at std2: rho = std2 |(I_tt, sqrt2 I_nt)| / |grad I| is zero
-            # on any straight edge, large at corners and junctions.
-            rho2 = (itt2 * itt2 + 2 * int2 * int2) * (s2 * s2) / m2_2
-            w = torch.exp(-rho2 / (config.structure_scale ** 2))
-        else:
-            w = torch.ones_like(sig)
-        conf = conf.index_put((idx,), w.detach())
+    conf = conf.index_put((idx,), w.detach())
     return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
+

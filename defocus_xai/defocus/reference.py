@@ -72,8 +72,25 @@ def _grad_magnitude(gray: torch.Tensor, std: float) -> torch.Tensor:
     return torch.sqrt(g[:, 0:1] ** 2 + g[:, 1:2] ** 2)
 
 
+def _window_sums(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Sums over the ``2 r + 1`` window along ``dim``, truncated at the border (running sums)."""
+    n = x.shape[dim]
+    pad = [0, 0] * (x.dim() - 1 - dim % x.dim()) + [r + 1, r]
+    c = F.pad(x, pad).cumsum(dim)
+    return c.narrow(dim, 2 * r + 1, n) - c.narrow(dim, 0, n)
+
+
 def _box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
-    return F.avg_pool2d(x, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    """Mean over the ``(2 r + 1)^2`` window truncated at the border (``avg_pool2d`` with
+    ``count_include_pad=False``), from running sums in float64: O(1) per pixel."""
+    H, W = x.shape[-2:]
+    s = _window_sums(_window_sums(x.to(torch.float64), r, -2), r, -1)
+
+    def count(n):
+        i = torch.arange(n, device=x.device, dtype=torch.float64)
+        return (i + r).clamp_max(n - 1) - (i - r).clamp_min(0) + 1
+
+    return (s / (count(H)[:, None] * count(W)[None, :])).to(x.dtype)
 
 
 def reference_guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int = _GF_RADIUS,
