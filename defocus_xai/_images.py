@@ -85,32 +85,29 @@ def _numpy_to_torch(arr: np.ndarray, name: str) -> tuple[torch.Tensor, bool]:
     return t.permute(0, 3, 1, 2), check
 
 
+def _check_channels_first(t: torch.Tensor, name: str) -> None:
+    """Raise unless the channel axis of ``t`` ((C, H, W) or (B, C, H, W)) holds 1 or 3 channels."""
+    channels = t.shape[-3]
+    if channels == 4 and t.shape[-1] not in (1, 3):
+        raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(t)}; {_LOADER_HINT}.")
+    if channels not in (1, 3):
+        batched = t.ndim == 4
+        hint = ""
+        if t.shape[-1] in (1, 3, 4):
+            hint = f" It looks channels-last: use tensor.permute({'0, 3, 1, 2' if batched else '2, 0, 1'})."
+        raise ValueError(
+            f"{name}: cannot interpret {_describe(t)}: torch images are channels-first, "
+            f"{'(B, C, H, W)' if batched else '(C, H, W)'} with C in {{1, 3}}.{hint}"
+        )
+
+
 def _torch_to_bchw(t: torch.Tensor, name: str) -> torch.Tensor:
     if t.ndim == 2:
         t = t[None, None]
-    elif t.ndim == 3:
-        if t.shape[0] == 4 and t.shape[-1] not in (1, 3):
-            raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(t)}; {_LOADER_HINT}.")
-        if t.shape[0] not in (1, 3):
-            hint = ""
-            if t.shape[-1] in (1, 3, 4):
-                hint = " It looks channels-last: use tensor.permute(2, 0, 1)."
-            raise ValueError(
-                f"{name}: cannot interpret {_describe(t)}: torch images are channels-first, "
-                f"(C, H, W) with C in {{1, 3}}.{hint}"
-            )
-        t = t[None]
-    elif t.ndim == 4:
-        if t.shape[1] == 4 and t.shape[-1] not in (1, 3):
-            raise ValueError(f"{name}: got 4 channels (RGBA?) in {_describe(t)}; {_LOADER_HINT}.")
-        if t.shape[1] not in (1, 3):
-            hint = ""
-            if t.shape[-1] in (1, 3, 4):
-                hint = " It looks channels-last: use tensor.permute(0, 3, 1, 2)."
-            raise ValueError(
-                f"{name}: cannot interpret {_describe(t)}: torch images are channels-first, "
-                f"(B, C, H, W) with C in {{1, 3}}.{hint}"
-            )
+    elif t.ndim in (3, 4):
+        _check_channels_first(t, name)
+        if t.ndim == 3:
+            t = t[None]
     else:
         raise ValueError(
             f"{name}: expected a torch tensor of rank 2, 3 or 4 ((H, W), (C, H, W) or (B, C, H, W)), "

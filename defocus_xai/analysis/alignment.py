@@ -8,12 +8,13 @@ controls: :mod:`.alignment_summary`. See docs/analysis.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
 from ._checks import as_single_map, readonly, reduce_attribution
+from ._results import plain_dict
 from .masks import normalize_maps
 
 __all__ = ["alignment_score", "AlignmentResult", "DEFAULT_EPS"]
@@ -47,8 +48,7 @@ class AlignmentResult:
 
     def to_dict(self) -> dict:
         """Fields as plain Python values (arrays become lists)."""
-        return {f.name: (v.tolist() if isinstance(v := getattr(self, f.name), np.ndarray) else v)
-                for f in fields(self)}
+        return plain_dict(self)
 
 
 def _edges(fake: np.ndarray, bins: int, value_range) -> np.ndarray:

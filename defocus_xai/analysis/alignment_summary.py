@@ -8,7 +8,7 @@ map-value control (|attribution| = the fake's map value) and a uniform attributi
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from ._checks import as_attribution_batch, as_labels, as_map_batch, check_confidence, readonly, reduce_attribution
 from ._controls import CONTROL_NAMES, alignment_text, control_overlaps, control_test
 from ._permutation import permutation_overlaps
+from ._results import plain_dict
 from .alignment import DEFAULT_EPS, _bin_index, _check_bins, _check_eps, _edges, _prepared, _score
 from .stats import bootstrap_mean_ci, group_codes
 
@@ -114,17 +115,7 @@ class AlignmentSummary:
 
     def to_dict(self, include_per_sample: bool = False) -> dict:
         """Summary fields as plain Python values; the per-sample table as a list of records on request."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "per_sample":
-                if include_per_sample:
-                    out[f.name] = v.to_dict(orient="records")
-            elif isinstance(v, np.ndarray):
-                out[f.name] = v.tolist()
-            else:
-                out[f.name] = v
-        return out
+        return plain_dict(self, optional=("per_sample",), include_optional=include_per_sample)
 
 
 def _check_scores_args(rl, fk, at, on_degenerate, n_permutations) -> None:

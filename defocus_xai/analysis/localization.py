@@ -7,12 +7,13 @@ Pointing game, relevance mass and rank accuracy and pixel AUROC, as defined by Q
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from ._checks import as_attribution_batch, as_float_array, as_labels, check_confidence, reduce_attribution
+from ._results import plain_dict
 from .stats import bootstrap_mean_ci, group_codes
 
 __all__ = ["pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy", "attribution_auroc",
@@ -183,15 +184,7 @@ class LocalizationSummary:
 
     def to_dict(self, include_per_sample: bool = False) -> dict:
         """Plain-Python dictionary: summary rows, skipped samples, and per-sample rows on request."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, pd.DataFrame):
-                if f.name != "per_sample" or include_per_sample:
-                    out[f.name] = v.to_dict(orient="records")
-            else:
-                out[f.name] = v
-        return out
+        return plain_dict(self, optional=("per_sample",), include_optional=include_per_sample)
 
 
 def _skip_reason(rel: np.ndarray, m: np.ndarray) -> str | None:

@@ -8,13 +8,14 @@ real-vs-fake AUC when labels are given. See docs/analysis.md.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from ._checks import as_labels, as_map_batch, check_confidence
+from ._results import plain_dict
 from .masks import normalize_maps
 from .stats import bootstrap_mean_ci
 
@@ -126,15 +127,7 @@ class RegionContrastResult:
 
     def to_dict(self, include_per_sample: bool = False) -> dict:
         """Plain-Python dictionary: summary fields, skipped frames, per-unit and per-frame rows on request."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, pd.DataFrame):
-                if f.name == "skipped" or include_per_sample:
-                    out[f.name] = v.to_dict(orient="records")
-            else:
-                out[f.name] = v
-        return out
+        return plain_dict(self, optional=("per_sample", "per_unit"), include_optional=include_per_sample)
 
 
 def _regions(regions, n: int, hw: tuple) -> np.ndarray:

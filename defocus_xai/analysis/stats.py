@@ -86,16 +86,20 @@ def _unit_sums(values: np.ndarray, codes: np.ndarray, n_units: int) -> tuple[np.
     return sums, counts
 
 
-def _replicate_means(sums, counts, n_boot, rng) -> np.ndarray:
-    """Pooled means of ``n_boot`` resamples of units (with replacement)."""
-    g = sums.shape[0]
-    out = np.empty(n_boot, dtype=np.float64)
-    block = max(1, _BLOCK // max(g, 1))
-    p = np.full(g, 1.0 / g)
+def _resample_weights(n_units: int, n_boot: int, rng):
+    """``(rows, w)`` blocks of the ``(n_boot, n_units)`` draw counts of resampling units with replacement."""
+    block = max(1, _BLOCK // max(n_units, 1))
+    p = np.full(n_units, 1.0 / n_units)
     for start in range(0, n_boot, block):
         stop = min(n_boot, start + block)
-        w = rng.multinomial(g, p, size=stop - start).astype(np.float64)
-        out[start:stop] = (w @ sums) / (w @ counts)
+        yield slice(start, stop), rng.multinomial(n_units, p, size=stop - start).astype(np.float64)
+
+
+def _replicate_means(sums, counts, n_boot, rng) -> np.ndarray:
+    """Pooled means of ``n_boot`` resamples of units (with replacement)."""
+    out = np.empty(n_boot, dtype=np.float64)
+    for rows, w in _resample_weights(sums.shape[0], n_boot, rng):
+        out[rows] = (w @ sums) / (w @ counts)
     return out
 
 
@@ -182,13 +186,9 @@ def _paired_reps(vx, cx, vy, cy, n_units, n_boot, rng) -> np.ndarray:
     sx, nx = _unit_sums(vx, cx, n_units)
     sy, ny = _unit_sums(vy, cy, n_units)
     out = np.empty(n_boot, dtype=np.float64)
-    block = max(1, _BLOCK // max(n_units, 1))
-    p = np.full(n_units, 1.0 / n_units)
-    for start in range(0, n_boot, block):
-        stop = min(n_boot, start + block)
-        w = rng.multinomial(n_units, p, size=stop - start).astype(np.float64)
+    for rows, w in _resample_weights(n_units, n_boot, rng):
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = (w @ sy) / (w @ ny) - (w @ sx) / (w @ nx)
+            out[rows] = (w @ sy) / (w @ ny) - (w @ sx) / (w @ nx)
     return out
 
 

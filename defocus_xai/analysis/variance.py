@@ -6,12 +6,13 @@ computed in float64 on centred data; the border handling is a parameter. See doc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
 from ._checks import as_float_array, as_labels, check_confidence, readonly
+from ._results import plain_dict
 from .masks import normalize_maps
 from .stats import bootstrap_difference_ci, cliffs_delta, cohens_d, group_codes, paired_signed_rank, shares_ids
 
@@ -226,15 +227,7 @@ class VarianceTestResult:
 
     def to_dict(self, include_values: bool = True) -> dict:
         """Fields as plain Python values; arrays become lists (dropped with ``include_values=False``)."""
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                if include_values:
-                    out[f.name] = v.tolist()
-            else:
-                out[f.name] = v
-        return out
+        return plain_dict(self, optional=("values_real", "values_fake"), include_optional=include_values)
 
 
 def _group_means(values: np.ndarray, groups) -> np.ndarray:

@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 
 __all__ = ["HelpFormatter", "UsageError", "positive_int", "existing_path", "check_detector_arg",
-           "check_data_arg", "flag_names", "BUNDLED_NOTE", "bundled_note"]
+           "check_data_arg", "flag_names", "BUNDLED_NOTE", "bundled_note", "store_summary", "add_on_error",
+           "add_no_progress"]
 
 BUNDLED_NOTE = ("note: bundled detectors are trained on the synthetic DefocusSynth benchmark only; their scores "
                 "on real photographs are not calibrated")
@@ -105,6 +106,29 @@ def check_data_arg(spec: str, flag: str = "--data") -> tuple[str, dict]:
     if "path" in args:
         existing_path(args["path"], flag)
     return kind, args
+
+
+def store_summary(out: Path) -> str:
+    """One line on what an export or merge wrote to ``out``: samples in one file, or the folder's shards."""
+    from ..store import load_attributions, read_index
+
+    if out.is_file():
+        return f"{out}: {len(load_attributions(out))} samples in one file"
+    idx = read_index(out)
+    return (f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples in {len(idx['shards'])} "
+            f"shard files; complete={idx['complete']}")
+
+
+def add_on_error(parser: argparse.ArgumentParser, *, item: str = "image", run: str = "the run",
+                 skipped: str = "is left out and listed at the end") -> None:
+    """Add ``--on-error {raise,skip}``: an unreadable ``item`` stops ``run`` (raise) or ``skipped`` (skip)."""
+    parser.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                        help=f"an unreadable {item} stops {run} (raise) or {skipped} (skip)")
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    """Add ``--no-progress`` (store true): hide the progress bar."""
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
 
 
 def bundled_note(detector_args, data_kind: str) -> str | None:

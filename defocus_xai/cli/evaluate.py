@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ._common import bundled_note, check_data_arg, check_detector_arg, positive_int
+from ._common import add_no_progress, add_on_error, bundled_note, check_data_arg, check_detector_arg, positive_int
 from .train import DATA_SPEC_HELP
 
 
@@ -31,9 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="probability above which an image is called fake")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="an unreadable image stops the run (raise) or is left out and listed at the end (skip)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_on_error(p)
+    add_no_progress(p)
     p.add_argument("--out", required=True, help="output folder, created")
     p.set_defaults(func=run)
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ._common import UsageError, bundled_note, check_data_arg, check_detector_arg, existing_path, positive_int
+from ._common import (UsageError, add_on_error, bundled_note, check_data_arg, check_detector_arg, existing_path,
+                      positive_int, store_summary)
 
 _METHODS = ("shap_gradient", "shap_deep", "gradient_shap", "integrated_gradients", "deeplift", "saliency",
             "input_x_gradient", "occlusion")
@@ -80,9 +81,7 @@ def register(subparsers) -> None:
                    help="split the data set into this many contiguous shards (one process or machine each)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--num-workers", type=int, default=0, help="data-loading processes")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="an unreadable image stops the export (raise) or is left out and listed at the end "
-                        "(skip)")
+    add_on_error(p, run="the export")
     p.add_argument("--no-resume", action="store_true", help="discard this shard's files and start over")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     p.set_defaults(func=run)
@@ -135,16 +134,9 @@ def reference_data(spec: str, kind: str, *, size: int, k: int, on_error: str):
 
 
 def _summary(out: Path, skipped) -> None:
-    from ..store import load_attributions, read_index
-
     for path, reason in skipped:
         print(f"defocus-xai export: skipped {str(path)!r}: {reason}", file=sys.stderr)
-    if out.is_file():
-        print(f"{out}: {len(load_attributions(out))} samples in one file; skipped {len(skipped)}")
-    else:
-        idx = read_index(out)
-        print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples in {len(idx['shards'])} "
-              f"shard files; complete={idx['complete']}; skipped {len(skipped)}")
+    print(f"{store_summary(out)}; skipped {len(skipped)}")
 
 
 def _settings(args):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import add_no_progress, add_on_error
+
 PNG_SCALE = 1000.0
 _PNG_MAX = 65535
 PREVIEW_COLORMAP = "viridis"
@@ -62,12 +64,10 @@ def register(subparsers) -> None:
                    help="estimator recipe (default: ours)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="an unreadable image stops the run (raise) or is skipped and listed at the "
-                        "end (skip) (default: raise)")
+    add_on_error(p, skipped="is skipped and listed at the end")
     p.add_argument("--no-preview", action="store_true",
                    help="do not write the colour preview PNGs (default: write them)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
+    add_no_progress(p)
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import existing_path
+from ._common import existing_path, store_summary
 
 
 def register(subparsers) -> None:
@@ -24,16 +24,11 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Run the merge described by the parsed ``args``."""
-    from ..store import load_attributions, merge_exports, read_index
+    from ..store import merge_exports
 
     for d in args.dirs:
         existing_path(d, "DIR")
     out = merge_exports(args.dirs, args.out, link=not args.copy)
     if not args.quiet:
-        if out.is_file():
-            print(f"{out}: {len(load_attributions(out))} samples in one file")
-        else:
-            idx = read_index(out)
-            print(f"{out}: {idx['num_samples']} of {idx.get('total_samples')} samples; "
-                  f"complete={idx['complete']}")
+        print(store_summary(out))
     return 0

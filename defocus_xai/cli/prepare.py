@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import UsageError, existing_path, positive_int
+from ._common import UsageError, add_no_progress, add_on_error, existing_path, positive_int
 
 _PROG = "defocus-xai prepare ffpp"
 
@@ -56,10 +56,8 @@ def register(subparsers) -> None:
     f.add_argument("--shard-index", type=int, default=0, help="shard to process, from 0 (default: 0)")
     f.add_argument("--num-shards", type=positive_int, default=1,
                    help="split the sorted video list into this many contiguous shards (default: 1)")
-    f.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="an unreadable video stops the run (raise) or is listed in the report (skip) "
-                        "(default: raise)")
-    f.add_argument("--no-progress", action="store_true", help="hide the progress bar (default: shown)")
+    add_on_error(f, item="video", skipped="is listed in the report")
+    add_no_progress(f)
     f.set_defaults(func=run_ffpp)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from ._common import check_data_arg, positive_int
+from ._common import add_no_progress, check_data_arg, positive_int
 
 #: Accepted --data forms (kept here so that --help does not import torch).
 DATA_SPEC_HELP = (
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute the inputs every epoch")
     p.add_argument("--no-augment", action="store_true", help="no random horizontal flips")
     p.add_argument("--no-resume", action="store_true", help="start over even if DIR has a checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(p)
     p.add_argument("--out", required=True, help="output folder, created")
     p.set_defaults(func=run)
 

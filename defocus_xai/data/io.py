@@ -78,6 +78,17 @@ def _bomb_limit_text() -> str:
     return "disabled" if limit is None else f"{2 * int(limit)} pixels"
 
 
+def _check_range(arr: np.ndarray, top: int, path: str, *, what: str, limits: str, spec: str) -> None:
+    """Raise :class:`ImageLoadError` when ``arr`` has values outside ``[0, top]`` (values shown with ``spec``)."""
+    lo, hi = arr.min().item(), arr.max().item()
+    if lo < 0 or hi > top:
+        raise ImageLoadError(
+            path,
+            f"{what} with values in [{lo:{spec}}, {hi:{spec}}], outside {limits}; "
+            "its intensity range is unknown, so it cannot be mapped to [0, 1]",
+        )
+
+
 def _to_rgb_float(im: Image.Image, fill: np.ndarray | None, path: str) -> np.ndarray:
     """Convert a fully loaded Pillow image to (H, W, 3) float32 in [0, 1] (the table in docs/data.md)."""
     mode = im.mode
@@ -86,26 +97,15 @@ def _to_rgb_float(im: Image.Image, fill: np.ndarray | None, path: str) -> np.nda
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "I":
         arr = np.asarray(im)
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi > 65535:
-            raise ImageLoadError(
-                path,
-                f"32-bit integer image with values in [{lo}, {hi}], outside the 16-bit range [0, 65535]; "
-                "its intensity range is unknown, so it cannot be mapped to [0, 1]",
-            )
+        _check_range(arr, 65535, path, what="32-bit integer image", limits="the 16-bit range [0, 65535]",
+                     spec="d")
         gray = arr.astype(np.float32) / np.float32(65535.0)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "F":
         arr = np.asarray(im, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
             raise ImageLoadError(path, "floating-point image contains NaN or infinite values")
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ImageLoadError(
-                path,
-                f"floating-point image with values in [{lo:g}, {hi:g}], outside [0, 1]; "
-                "its intensity range is unknown, so it cannot be mapped to [0, 1]",
-            )
+        _check_range(arr, 1, path, what="floating-point image", limits="[0, 1]", spec="g")
         return np.repeat(arr[:, :, None], 3, axis=2).astype(np.float32)
     if mode == "1":
         im = im.convert("L")

@@ -100,24 +100,54 @@ def _sigma_and_weight(c, dxs, dys, config: EstimatorConfig):
     """Sigma (differentiable) and the straight-edge weight (no gradient) from the first derivatives
     ``c`` and their x / y derivatives ``dxs``, ``dys`` (channels ``Ix1, Iy1, Ix2, Iy2`` first)."""
     s1, s2 = config.std1, config.std2
-    delta = s2 * s2 - s1 * s1
     m2_1, inn1, _, _ = _local_frame(c, dxs, dys, 0)
     m2_2, inn2, itt2, int2 = _local_frame(c, dxs, dys, 1)
-    # q = I_nn / |grad I| = -d / S^2 at each scale; the product gives the centre correction.
-    q1q2 = inn1 * inn2 / torch.sqrt(m2_1 * m2_2)
-    corr = (delta * q1q2).clamp(0.0, delta / (s1 * s1 * s2 * s2))
-    log_r2 = torch.log(m2_1) - torch.log(m2_2) + corr
+    log_r2 = _log_r2((m2_1, inn1), (m2_2, inn2), s1, s2)
     r2 = torch.exp(log_r2.clamp(-20.0, 20.0))
     sig = sigma_from_ratio(r2, s1, s2, config.sigma_max)
+    return sig, _structure_weight(itt2, int2, m2_2, s2 * s2, config.structure_scale)
+
+
+def _log_r2(fa, fb, sa: float, sb: float) -> torch.Tensor:
+    """Centre-corrected log of the squared ratio between scales ``sa < sb`` from their ``(m2, I_nn)``.
+
+    ``q = I_nn / |grad I| = -d / S^2`` at each scale; the product of both gives the centre correction.
+    """
+    (m2a, inna), (m2b, innb) = fa, fb
+    delta = sb * sb - sa * sa
+    q = inna * innb / torch.sqrt(m2a * m2b)
+    corr = (delta * q).clamp(0.0, delta / (sa * sa * sb * sb))
+    return torch.log(m2a) - torch.log(m2b) + corr
+
+
+def _structure_weight(itt, int_, m2, s_sq: float, structure_scale: float) -> torch.Tensor:
+    """Straight-edge weight ``exp(-(rho / structure_scale)^2)`` at the scale of variance ``s_sq`` (no gradient).
+
+    ``rho = s |(I_tt, sqrt2 I_nt)| / |grad I|`` is zero on any straight edge, large at corners and
+    junctions; ``structure_scale = 0`` weights every edge pixel 1.
+    """
     with torch.no_grad():
-        if config.structure_scale > 0:
-            # One-dimensionality at std2: rho = std2 |(I_tt, sqrt2 I_nt)| / |grad I| is zero
-            # on any straight edge, large at corners and junctions.
-            rho2 = (itt2 * itt2 + 2 * int2 * int2) * (s2 * s2) / m2_2
-            w = torch.exp(-rho2 / (config.structure_scale ** 2))
-        else:
-            w = torch.ones_like(sig)
-    return sig, w
+        if structure_scale > 0:
+            rho2 = (itt * itt + 2 * int_ * int_) * s_sq / m2
+            return torch.exp(-rho2 / (structure_scale ** 2))
+        return torch.ones_like(m2)
+
+
+def _scatter_at_edges(d: torch.Tensor, edges: torch.Tensor, sigma_and_weight):
+    """``(sparse, confidence)`` maps ``(B, 1, H, W)``, zero off the edges.
+
+    ``sigma_and_weight(idx)`` gives the sigma (differentiable) and the weight (detached here) at the
+    flat edge-pixel indices ``idx`` into ``(B, H, W)``; it is not called when there is no edge pixel.
+    """
+    B, _, _, H, W = d.shape
+    idx = edges.reshape(-1).nonzero().squeeze(1)
+    sparse = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
+    conf = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
+    if idx.numel() > 0:
+        sig, w = sigma_and_weight(idx)
+        sparse = sparse.index_put((idx,), sig)
+        conf = conf.index_put((idx,), w.detach())
+    return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
 
 
 def edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, config: EstimatorConfig):
@@ -149,14 +179,5 @@ def edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, config: Esti
     >>> edge_sigma(d, (0, 1), torch.zeros(1, 1, 8, 8, dtype=torch.bool), EstimatorConfig())[0].sum()
     tensor(0.)
     """
-    B, _, _, H, W = d.shape
-    idx = edges.reshape(-1).nonzero().squeeze(1)
-    sparse = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
-    conf = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
-    if idx.numel() == 0:
-        return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
-    sig, w = _sigma_and_weight(*_cross_derivatives(d, scales, idx), config)
-    sparse = sparse.index_put((idx,), sig)
-    conf = conf.index_put((idx,), w.detach())
-    return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
+    return _scatter_at_edges(d, edges, lambda idx: _sigma_and_weight(*_cross_derivatives(d, scales, idx), config))
 

@@ -17,7 +17,7 @@ import torch
 
 from .config import EstimatorConfig
 from .noise import noise_gradient_energy
-from .ratio import _cross_derivatives, _local_frame, sigma_from_ratio
+from .ratio import _cross_derivatives, _local_frame, _log_r2, _scatter_at_edges, _structure_weight, sigma_from_ratio
 
 __all__ = ["robust_edge_sigma", "STD3_FACTOR", "RESIDUAL_TOL", "MIN_CONFIDENCE", "SIGMA_FLOOR",
            "NOISE_VAR"]
@@ -36,15 +36,6 @@ SIGMA_FLOOR = math.sqrt(1.0 / 12.0)
 #: Floor of the confidence (relative to the straight-edge weight), so that an image whose every
 #: edge fails the test still gets a map from its best edges.
 MIN_CONFIDENCE = 1e-4
-
-
-def _log_r2(fa, fb, sa: float, sb: float) -> torch.Tensor:
-    """Centre-corrected log of the squared ratio between scales ``sa < sb`` (see ``ratio.py``)."""
-    (m2a, inna), (m2b, innb) = fa, fb
-    delta = sb * sb - sa * sa
-    q = inna * innb / torch.sqrt(m2a * m2b)
-    corr = (delta * q).clamp(0.0, delta / (sa * sa * sb * sb))
-    return torch.log(m2a) - torch.log(m2b) + corr
 
 
 def _model_log_r2(sigma: torch.Tensor, sa: float, sb: float) -> torch.Tensor:
@@ -97,12 +88,12 @@ def robust_edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, confi
     >>> robust_edge_sigma(d, (0, 1, 2), no_edges, EstimatorConfig(), torch.zeros(1))[1].sum()
     tensor(0.)
     """
-    B, _, _, H, W = d.shape
-    idx = edges.reshape(-1).nonzero().squeeze(1)
-    sparse = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
-    conf = torch.zeros(B * H * W, dtype=d.dtype, device=d.device)
-    if idx.numel() == 0:
-        return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
+    return _scatter_at_edges(d, edges, lambda idx: _robust_sigma_and_weight(d, scales, idx, config, noise))
+
+
+def _robust_sigma_and_weight(d, scales, idx, config: EstimatorConfig, noise):
+    """Sigma (floored, differentiable) and confidence (no gradient) at the edge pixels ``idx``."""
+    H, W = d.shape[-2:]
     stds = (config.std1, config.std2, STD3_FACTOR * config.std2)
     c, dxs, dys = _cross_derivatives(d, scales, idx)
     nz = noise.to(d.dtype)[idx // (H * W)]
@@ -121,14 +112,9 @@ def robust_edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, confi
     # exceeds NOISE_VAR the value leans on the (std2, std3) pair, whose noise is far smaller.
     alpha = NOISE_VAR / (NOISE_VAR + rel_noise[0] + rel_noise[1])
     sig = alpha * sig12 + (1.0 - alpha) * sig23
-    sparse = sparse.index_put((idx,), sig.clamp_min(SIGMA_FLOOR))
     with torch.no_grad():
         w = _consistency(lr12, lr23, sig12, stds, sum(rel_noise))
-        if config.structure_scale > 0:
-            _, _, itt2, int2 = frames[1]
-            rho2 = (itt2 * itt2 + 2 * int2 * int2) * (stds[1] ** 2) / frames[1][0]
-            w_struct = torch.exp(-rho2 / (config.structure_scale ** 2))
-        else:
-            w_struct = torch.ones_like(w)
-        conf = conf.index_put((idx,), (w_struct * w.clamp_min(MIN_CONFIDENCE)).detach())
-    return sparse.view(B, 1, H, W), conf.view(B, 1, H, W)
+        m2c, _, itt2, int2 = frames[1]
+        w_struct = _structure_weight(itt2, int2, m2c, stds[1] ** 2, config.structure_scale)
+        conf = w_struct * w.clamp_min(MIN_CONFIDENCE)
+    return sig.clamp_min(SIGMA_FLOOR), conf

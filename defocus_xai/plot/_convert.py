@@ -9,7 +9,7 @@ import numpy as np
 from ..analysis._grid import to_grid
 from .style import to_numpy
 
-__all__ = ["attr", "as_map", "as_image", "gray", "to_grid"]
+__all__ = ["attr", "given_or_field", "as_map", "as_image", "gray", "to_grid"]
 
 
 def attr(obj, *names, default=None):
@@ -22,6 +22,12 @@ def attr(obj, *names, default=None):
         if hasattr(obj, n):
             return getattr(obj, n)
     return default
+
+
+def given_or_field(value, result, field: str, *, name: str | None = None) -> np.ndarray | None:
+    """``value``, else the ``field`` of ``result`` (:func:`attr`), as a flat float array; ``None`` if neither."""
+    v = value if value is not None else attr(result, field)
+    return None if v is None else np.asarray(to_numpy(v, name=name or field)).ravel()
 
 
 def as_map(x, *, name: str = "map", index: int = 0) -> np.ndarray:

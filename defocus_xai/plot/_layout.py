@@ -97,3 +97,11 @@ def add_caption(fig, text: str, *, width_in: float | None = None) -> None:
     width_in = fig.get_figwidth() if width_in is None else width_in
     chars = max(30, int(0.95 * width_in * 72 / (0.55 * 7)))
     fig.supxlabel(textwrap.fill(text, chars), fontsize=7, color="0.25", ha="center")
+
+
+def identify(fig, title: str | None, caption: str, *, prefix: str = "", **sample) -> None:
+    """Suptitle ``title`` plus the sample's name (``prefix`` + :func:`sample_label`), and ``caption`` under it."""
+    who = sample_label(**sample)
+    if title or who:
+        fig.suptitle(join_title(title, f"{prefix}{who}" if who else None, fig=fig))
+    add_caption(fig, caption)

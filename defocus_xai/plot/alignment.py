@@ -10,8 +10,8 @@ import seaborn as sns
 from matplotlib.lines import Line2D
 
 from . import style as S
-from ._convert import attr
-from ._layout import add_caption, caption_text, join_title, sample_label
+from ._convert import attr, given_or_field
+from ._layout import add_caption, caption_text, join_title, sample_label, single_ax
 
 __all__ = ["alignment_histogram", "alignment_comparison"]
 
@@ -60,24 +60,22 @@ def alignment_histogram(result=None, *, hist_diff=None, hist_attr=None, bin_edge
     >>> "overlap 0.500" in fig.axes[0].get_title()
     True
     """
-    hd = hist_diff if hist_diff is not None else attr(result, "hist_diff")
-    ha = hist_attr if hist_attr is not None else attr(result, "hist_attr")
-    be = bin_edges if bin_edges is not None else attr(result, "bin_edges")
+    hd = given_or_field(hist_diff, result, "hist_diff")
+    ha = given_or_field(hist_attr, result, "hist_attr")
+    be = given_or_field(bin_edges, result, "bin_edges")
     ov = overlap if overlap is not None else attr(result, "overlap")
     kl = kl if kl is not None else attr(result, "kl")
     if hd is None or ha is None:
         raise ValueError("alignment_histogram needs result= or hist_diff and hist_attr")
-    hd = np.asarray(S.to_numpy(hd, name="hist_diff")).ravel()
-    ha = np.asarray(S.to_numpy(ha, name="hist_attr")).ravel()
     if hd.shape != ha.shape:
         raise ValueError(f"hist_diff {hd.shape} and hist_attr {ha.shape} differ in length")
-    be = np.linspace(0, 1, hd.size + 1) if be is None else np.asarray(S.to_numpy(be, name="bin_edges")).ravel()
+    be = np.linspace(0, 1, hd.size + 1) if be is None else be
     if be.size != hd.size + 1:
         raise ValueError(f"bin_edges needs {hd.size + 1} entries, got {be.size}")
     centers = 0.5 * (be[:-1] + be[1:])
     w = np.diff(be)
     with S.house_style():
-        fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(width="single", aspect=0.65)
+        fig, ax = single_ax(ax, aspect=0.65)
         ax.bar(centers - w / 4, hd, width=w / 2, color=S.PALETTE[2], label="|fake - real| weighted")
         ax.bar(centers + w / 4, ha, width=w / 2, color=S.PALETTE[4], label="|attribution| weighted")
         used = np.flatnonzero((hd > 1e-4) | (ha > 1e-4))
@@ -236,8 +234,7 @@ def alignment_comparison(
     baselines = {n: _baseline(summaries[n], metric) for n in names}
     created = ax is None
     with S.house_style():
-        fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(
-            width="single", aspect=1.0 if kind == "strip" else 0.95)
+        fig, ax = single_ax(ax, aspect=1.0 if kind == "strip" else 0.95)
         if kind == "strip":
             _draw_strip(ax, names, vals, stats, baselines, seed)
         else:

@@ -8,7 +8,7 @@ from matplotlib.cm import ScalarMappable
 
 from . import style as S
 from ._convert import as_image, as_map, gray, to_grid
-from ._layout import add_caption, caption_text, join_title, panel_height, sample_label
+from ._layout import caption_text, identify, panel_height
 
 __all__ = ["attribution_overlay"]
 
@@ -166,9 +166,7 @@ def attribution_overlay(
             cb = S.add_colorbar(ScalarMappable(norm=norm, cmap=cmap), axs, label)
             cb.formatter.set_powerlimits((-3, 4))
             cb.update_ticks()
-        who = sample_label(sample_id=sample_id, family=family, source_id=source_id, score=score)
-        if title or who:
-            fig.suptitle(join_title(title, who, fig=fig))
-        add_caption(fig, caption_text(caption, background=background)
-                    + (" Black outline: the mask." if mask is not None else ""))
+        identify(fig, title, caption_text(caption, background=background)
+                 + (" Black outline: the mask." if mask is not None else ""),
+                 sample_id=sample_id, family=family, source_id=source_id, score=score)
     return fig

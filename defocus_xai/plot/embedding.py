@@ -8,7 +8,7 @@ import seaborn as sns
 
 from . import style as S
 from ._convert import attr
-from ._layout import add_caption, join_title
+from ._layout import add_caption, join_title, single_ax
 
 __all__ = ["embedding_scatter"]
 
@@ -122,7 +122,7 @@ def embedding_scatter(
     palette = dict(zip(order, [S.REAL_COLOR] + ([S.FAKE_COLOR] if len(order) == 2 else S.PALETTE[1:])))
     created = ax is None
     with S.house_style():
-        fig, ax = (ax.figure, ax) if ax is not None else S.new_figure(width="single", aspect=0.9)
+        fig, ax = single_ax(ax, aspect=0.9)
         sns.scatterplot(data=pts, x="x", y="y", hue="group", hue_order=order, palette=palette, style="class",
                         style_order=["real", "fake"], markers={"real": "o", "fake": "X"},
                         s=8 if idx.size > 1000 else 14, alpha=0.75, linewidth=0, ax=ax, rasterized=idx.size > 500)

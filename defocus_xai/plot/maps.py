@@ -8,7 +8,7 @@ from matplotlib import colors as mcolors
 from ..analysis import binary_mask, normalize_maps
 from . import style as S
 from ._convert import as_image, as_map, attr, to_grid
-from ._layout import add_caption, caption_text, join_title, panel_height, sample_label, units_label
+from ._layout import caption_text, identify, panel_height, units_label
 
 __all__ = ["defocus_triptych", "mask_triptych"]
 
@@ -142,16 +142,8 @@ def defocus_triptych(
         if colorbar:
             S.add_colorbar(im, [a1, a2], units_label(units),
                            extend="max" if data_max > vmax * (1 + 1e-6) else "neither")
-        _identify(fig, title, caption, sample_id=sample_id, family=family, source_id=source_id, score=score)
+        identify(fig, title, caption_text(caption), sample_id=sample_id, family=family, source_id=source_id, score=score)
     return fig
-
-
-def _identify(fig, title, caption, **sample) -> None:
-    """Title naming the sample (index, family, source, score) and the caption under the figure."""
-    who = sample_label(**sample)
-    if title or who:
-        fig.suptitle(join_title(title, who, fig=fig))
-    add_caption(fig, caption_text(caption))
 
 
 def _mask_inputs(real_map, fake_map, mask, threshold, normalize):
@@ -266,5 +258,5 @@ def mask_triptych(
         S._image_off(a0)
         S._image_off(a1)
         S.add_colorbar(im, [a0, a1], units_label(units))
-        _identify(fig, title, caption, sample_id=sample_id, family=family, source_id=source_id, score=score)
+        identify(fig, title, caption_text(caption), sample_id=sample_id, family=family, source_id=source_id, score=score)
     return fig

@@ -10,8 +10,8 @@ from scipy.stats import ks_2samp
 
 from ..analysis import local_variance
 from . import style as S
-from ._convert import as_map, attr
-from ._layout import add_caption, caption_text, join_title, panel_height, sample_label
+from ._convert import as_map, attr, given_or_field
+from ._layout import add_caption, caption_text, identify, join_title, panel_height
 
 __all__ = ["variance_pair", "variance_distributions"]
 
@@ -100,10 +100,8 @@ def variance_pair(
                             aspect=30)
         cb.formatter.set_powerlimits((-3, 3))
         cb.update_ticks()
-        who = sample_label(sample_id=sample_id, family=family, source_id=source_id, score=score)
-        if title or who:
-            fig.suptitle(join_title(title, f"fake {who}" if who else None, fig=fig))
-        add_caption(fig, caption_text(caption))
+        identify(fig, title, caption_text(caption), prefix="fake ", sample_id=sample_id, family=family,
+                 source_id=source_id, score=score)
     return fig
 
 
@@ -117,12 +115,10 @@ def _fmt_p(p: float) -> str:
 
 def _values(result, real_values, fake_values) -> tuple[np.ndarray, np.ndarray]:
     """Per-image values of both classes (NaN kept, so ``families`` stay aligned), from the arrays or the result."""
-    rv = real_values if real_values is not None else attr(result, "values_real")
-    fv = fake_values if fake_values is not None else attr(result, "values_fake")
+    rv = given_or_field(real_values, result, "values_real", name="real_values")
+    fv = given_or_field(fake_values, result, "values_fake", name="fake_values")
     if rv is None or fv is None:
         raise ValueError("variance_distributions needs result= (with per-image values) or real_values and fake_values")
-    rv = np.asarray(S.to_numpy(rv, name="real_values")).ravel()
-    fv = np.asarray(S.to_numpy(fv, name="fake_values")).ravel()
     if not np.isfinite(rv).any() or not np.isfinite(fv).any():
         raise ValueError(f"need at least one finite value per class, got {int(np.isfinite(rv).sum())} real and "
                          f"{int(np.isfinite(fv).sum())} fake")
