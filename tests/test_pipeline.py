@@ -74,6 +74,56 @@ def test_store_pairs_falls_back_to_frames_and_warns_without_ids(arrays):
         pl.store_pairs({k: v for k, v in arrays.items() if k != "source_ids"})
 
 
+def _reference_files(tmp_path, with_paths):
+    """The reference notebooks' pair of files (object arrays), optionally with FF++-layout sample paths."""
+    rng = np.random.default_rng(1)
+    ff = "/ff"
+    videos, frames = ["000", "001", "002", "003"], ["0000", "0001"]
+    real_paths = [f"{ff}/original_sequences/youtube/c23/frames/{v}/{f}.png" for v in videos for f in frames]
+    fake_paths = [f"{ff}/manipulated_sequences/FaceSwap/c23/frames/{v}_9{v[1:]}/{f}.png"
+                  for v in videos[::-1] for f in frames]
+
+    def obj(items):
+        a = np.empty(len(items), dtype=object)
+        for i, item in enumerate(items):
+            a[i] = item
+        return a
+
+    files = (tmp_path / "shap_data_real.npz", tmp_path / "shap_data_fake_FaceSwap.npz")
+    for path, paths in zip(files, (real_paths, fake_paths)):
+        arrays = {k: obj([rng.random((16, 16)) for _ in paths]) for k in ("dmaps", "defocus_shaps", "rgb_shaps")}
+        np.savez(path, **arrays, **({"paths": obj(paths)} if with_paths else {}))
+    return files
+
+
+def test_reference_pair_groups_flow_to_pairing_and_stages(tmp_path):
+    files = _reference_files(tmp_path, with_paths=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        arrays, _ = pl.open_arrays(files, allow_legacy_pickle=True)
+        pairs, note = pl.store_pairs(arrays)
+    sid, paths = arrays["source_ids"], arrays["paths"]
+    assert sorted(set(sid[arrays["labels"] == 0])) == ["000", "001", "002", "003"]
+    assert len(pairs) == 8 and "frame" in note
+    for f, r in pairs:  # a fake beside the same frame of its own target video
+        assert sid[f] == sid[r] and paths[f].rsplit("/", 1)[1] == paths[r].rsplit("/", 1)[1]
+        assert paths[f].split("/")[-2].split("_")[0] == paths[r].split("/")[-2]
+    result = pl.stage_variance(arrays, SETTINGS)
+    result.close()
+    assert result.numbers["unit"] == "group"
+
+
+def test_reference_pair_without_paths_warns_once(tmp_path):
+    files = _reference_files(tmp_path, with_paths=False)
+    with pytest.warns(UserWarning, match="carry no video ids") as caught:
+        arrays, _ = pl.open_arrays(files, allow_legacy_pickle=True)
+    assert sum("video ids" in str(w.message) for w in caught) == 1 and "source_ids" not in arrays
+    arrays, _ = pl.open_arrays(files, allow_legacy_pickle=True, groups=np.repeat(["a", "b", "b", "a"], 4))
+    assert arrays["source_ids"].tolist()[:2] == ["a", "a"]
+    with pytest.raises(ValueError, match="groups"):
+        pl.open_arrays(arrays, groups=arrays["source_ids"])
+
+
 def test_settings_are_validated():
     with pytest.raises(ValueError, match="embed_method"):
         pl.PipelineSettings(embed_method="mds")

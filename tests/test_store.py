@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -136,8 +137,11 @@ def test_malicious_object_array_refused_and_not_executed(tmp_path):
     assert not marker.exists()
 
 
-def _reference_pair(tmp_path, n_real=3, n_fake=2, hw=6):
-    """Files laid out like the reference notebooks' output: object arrays of per-sample arrays."""
+def _reference_pair(tmp_path, n_real=3, n_fake=2, hw=6, real_paths=None, fake_paths=None):
+    """Files laid out like the reference notebooks' output: object arrays of per-sample arrays.
+
+    With ``real_paths`` / ``fake_paths``, the files also carry each sample's image path (an object array).
+    """
     rng = np.random.default_rng(0)
 
     def obj(items):
@@ -154,9 +158,19 @@ def _reference_pair(tmp_path, n_real=3, n_fake=2, hw=6):
 
     real, fake = tmp_path / "shap_data_real.npz", tmp_path / "shap_data_fake_Deepfakes.npz"
     r, f = one(n_real), one(n_fake)
-    np.savez(real, dmaps=obj(r[0]), defocus_shaps=obj(r[1]), rgb_shaps=obj(r[2]))
-    np.savez(fake, dmaps=obj(f[0]), defocus_shaps=obj(f[1]), rgb_shaps=obj(f[2]))
+    extra_r = {} if real_paths is None else {"paths": obj(real_paths)}
+    extra_f = {} if fake_paths is None else {"paths": obj(fake_paths)}
+    np.savez(real, dmaps=obj(r[0]), defocus_shaps=obj(r[1]), rgb_shaps=obj(r[2]), **extra_r)
+    np.savez(fake, dmaps=obj(f[0]), defocus_shaps=obj(f[1]), rgb_shaps=obj(f[2]), **extra_f)
     return real, fake, r, f
+
+
+FF = "/data/ff++"
+FFPP_REAL = [f"{FF}/original_sequences/youtube/raw/v1faces/800/0000.png",
+             f"{FF}/original_sequences/youtube/raw/v1faces/800/0001.png",
+             f"{FF}/original_sequences/youtube/raw/v1faces/801/0000.png"]
+FFPP_FAKE = [f"{FF}/manipulated_sequences/Deepfakes/raw/v1faces/801_802/0000.png",
+             f"{FF}/manipulated_sequences/Deepfakes/raw/v1faces/800_840/0001.png"]
 
 
 def test_legacy_pair_needs_opt_in(tmp_path):
@@ -167,7 +181,8 @@ def test_legacy_pair_needs_opt_in(tmp_path):
 
 def test_legacy_pair_opt_in(tmp_path):
     real, fake, r, f = _reference_pair(tmp_path)
-    s = load_attributions((real, fake), allow_legacy_pickle=True)
+    with pytest.warns(UserWarning, match="no video ids"):
+        s = load_attributions((real, fake), allow_legacy_pickle=True)
     assert len(s) == 5
     np.testing.assert_array_equal(s["labels"], np.array([0, 0, 0, 1, 1], np.int8))
     assert s["dmaps"].dtype == np.float32 and s["dmaps"].shape == (5, 6, 6)
@@ -177,6 +192,48 @@ def test_legacy_pair_opt_in(tmp_path):
     assert s["rgb_shaps"].shape == (5, 6, 6)  # the reference's channel 0
     assert s.fake()["families"].tolist() == ["Deepfakes", "Deepfakes"]
     assert s.meta.get("legacy") is True
+
+
+def test_legacy_pair_groups_inferred_from_ffpp_paths(tmp_path):
+    real, fake, _, _ = _reference_pair(tmp_path, real_paths=FFPP_REAL, fake_paths=FFPP_FAKE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # groups found: no warning
+        s = load_attributions((real, fake), allow_legacy_pickle=True)
+    assert s.real()["source_ids"].tolist() == ["800", "800", "801"]  # the videos
+    assert s.fake()["source_ids"].tolist() == ["801", "800"]  # each fake in its target's group
+    assert s["paths"].tolist() == FFPP_REAL + FFPP_FAKE
+
+
+def test_legacy_pair_without_paths_warns_once_naming_the_files(tmp_path):
+    real, fake, _, _ = _reference_pair(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = load_attributions((real, fake), allow_legacy_pickle=True)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(msgs) == 1
+    assert "carry no video ids" in msgs[0] and "groups=..." in msgs[0] and "about 2 videos" in msgs[0]
+    assert str(real) in msgs[0] and str(fake) in msgs[0]
+    assert "source_ids" not in s
+
+
+def test_legacy_pair_with_unparsable_paths_warns(tmp_path):
+    real, fake, _, _ = _reference_pair(tmp_path, real_paths=FFPP_REAL,
+                                       fake_paths=["frames/a.png", f"{FF}/manipulated_sequences/Deepfakes/x/y.png"])
+    with pytest.warns(UserWarning, match="no video ids"):
+        s = load_attributions((real, fake), allow_legacy_pickle=True)
+    assert "source_ids" not in s
+
+
+def test_legacy_pair_takes_given_groups(tmp_path):
+    real, fake, _, _ = _reference_pair(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = load_attributions((real, fake), allow_legacy_pickle=True, groups=["a", "a", "b", "b", "a"])
+    assert s.fake()["source_ids"].tolist() == ["b", "a"]
+    with pytest.raises(ValueError, match="5 samples"):
+        load_attributions((real, fake), allow_legacy_pickle=True, groups=["a", "b"])
+    with pytest.raises(ValueError, match="reference notebooks' files only"):
+        load_attributions(write_shard(tmp_path / "ours.npz", _arrays()), groups=["a"] * 4)
 
 
 def test_legacy_single_file_needs_pair(tmp_path):

@@ -21,7 +21,7 @@ __all__ = ["open_arrays", "store_pairs", "attribution_maps", "pick_examples", "s
            "attribution_reference", "image_of"]
 
 
-def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[dict, str]:
+def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False, groups=None) -> tuple[dict, str]:
     """The arrays of a store, and a description of where they came from.
 
     Parameters
@@ -31,6 +31,11 @@ def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[di
         several stores read as one, an open :class:`~defocus_xai.store.AttributionSet`, or arrays.
     allow_legacy_pickle : bool
         Passed to :func:`~defocus_xai.store.load_attributions` for the reference's pickled files.
+    groups : sequence of str, optional
+        Source ids of the reference files' samples (real file's, then fake file's), passed to
+        :func:`~defocus_xai.store.load_attributions`; without them they are inferred from the files' FF++
+        sample paths, or a ``UserWarning`` says the frames are treated as independent units. Every stage
+        pairs and groups by the resulting ``source_ids``.
 
     Returns
     -------
@@ -45,12 +50,15 @@ def open_arrays(store_or_pair, *, allow_legacy_pickle: bool = False) -> tuple[di
     """
     from ..store import load_attributions, load_store_arrays
 
+    if groups is not None and not isinstance(store_or_pair, (str, os.PathLike, tuple, list)):
+        raise ValueError("groups=... applies to files being opened (the reference pair); arrays or an open "
+                         "store carry their groups as 'source_ids'")
     if isinstance(store_or_pair, Mapping):
         return {k: np.asarray(v) if k != "meta" else _meta_array(v) for k, v in store_or_pair.items()}, "arrays"
     if isinstance(store_or_pair, list):
         store_or_pair = tuple(store_or_pair)
     if isinstance(store_or_pair, (str, os.PathLike, tuple)):
-        store = load_attributions(store_or_pair, allow_legacy_pickle=allow_legacy_pickle)
+        store = load_attributions(store_or_pair, allow_legacy_pickle=allow_legacy_pickle, groups=groups)
     else:
         store = store_or_pair
     source = getattr(store, "source", store_or_pair)

@@ -2,7 +2,8 @@
 
 They store object arrays of per-sample arrays, which numpy can only read by unpickling, and unpickling
 runs code chosen by whoever wrote the file: they are read only after an explicit opt-in and converted to
-plain float32 arrays.
+plain float32 arrays. FaceForensics++ video ids are inferred from the sample paths when a file has them
+(``docs/npz_format.md``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ import numpy as np
 from .schema import validate_arrays
 from .shards import npz_headers
 
-__all__ = ["LEGACY_KEYS", "read_legacy", "object_keys", "family_from_name"]
+__all__ = ["LEGACY_KEYS", "LEGACY_PATH_KEYS", "read_legacy", "object_keys", "family_from_name",
+           "ffpp_source_id", "ffpp_source_ids"]
 
 LEGACY_KEYS = ("dmaps", "defocus_shaps", "rgb_shaps")
 """The keys of the reference's files."""
+
+LEGACY_PATH_KEYS = ("paths", "image_paths", "img_paths")
+"""Keys under which a reference-layout file may carry the image path of each sample (the first present wins)."""
+
+_FAKE_VIDEO = re.compile(r"^([^_]+)_([^_]+)$")
 
 
 def _legacy_sample(a: Any, key: str, where: str) -> np.ndarray:
@@ -59,7 +66,8 @@ def _legacy_array(a: np.ndarray, key: str, where: str) -> np.ndarray:
 def read_legacy(path: Path, label: int, family: str, allow_pickle: bool) -> dict[str, np.ndarray]:
     """Read a reference-notebook file as plain arrays (``allow_pickle`` only after the caller's opt-in).
 
-    ``labels`` come from ``label``, ``families`` from ``family`` and ``paths`` are ``<file name>:<i>``.
+    ``labels`` come from ``label``, ``families`` from ``family``; ``paths`` are the file's own sample paths
+    (one of :data:`LEGACY_PATH_KEYS`) when it has them, else ``<file name>:<i>``.
 
     Examples
     --------
@@ -71,17 +79,72 @@ def read_legacy(path: Path, label: int, family: str, allow_pickle: bool) -> dict
         for key in z.files:
             if key in LEGACY_KEYS:
                 out[key] = _legacy_array(z[key], key, where).astype(np.float32)
+        path_key = next((k for k in LEGACY_PATH_KEYS if k in z.files), None)
+        paths = _legacy_paths(z[path_key]) if path_key else None
     if not out:
         raise ValueError(f"{path}: none of the reference keys {LEGACY_KEYS} found")
     ns = {k: len(v) for k, v in out.items()}
+    if paths is not None:
+        ns[path_key] = len(paths)
     if len(set(ns.values())) > 1:
         raise ValueError(f"{path}: reference keys disagree on the number of samples: {ns}")
     n = min(ns.values())
     out["labels"] = np.full(n, label, np.int8)
-    out["paths"] = np.array([f"{path.name}:{i}" for i in range(n)]) if n else np.zeros(0, "<U1")
+    if paths is None:
+        paths = np.array([f"{path.name}:{i}" for i in range(n)]) if n else np.zeros(0, "<U1")
+    out["paths"] = paths
     out["families"] = np.array([family] * n) if n else np.zeros(0, "<U1")
     validate_arrays(out, where=str(path), check_grids=False)
     return out
+
+
+def _legacy_paths(a: np.ndarray) -> np.ndarray:
+    """A reference file's sample paths (object or string array, bytes decoded) as a str array."""
+    items = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(a).reshape(-1)]
+    return np.array(items) if items else np.zeros(0, "<U1")
+
+
+def ffpp_source_id(path: str) -> str | None:
+    """The FaceForensics++ video group of a frame path, or None when the path is not in FF++'s layout.
+
+    A real frame ``.../original_sequences/<source>/<comp>/<frames dir>/<video>/<frame>.png`` belongs to
+    ``<video>``; a fake ``.../manipulated_sequences/<Method>/<comp>/<frames dir>/<target>_<donor>/<frame>.png``
+    to ``<target>``, the real video it was made from, so that a fake and its real share a group.
+
+    Examples
+    --------
+    >>> ffpp_source_id("ff/manipulated_sequences/Deepfakes/raw/v1faces/800_840/0000.png")
+    '800'
+    >>> ffpp_source_id("ff/original_sequences/youtube/raw/v1faces/800/0000.png")
+    '800'
+    >>> ffpp_source_id("shap_data_real.npz:0") is None
+    True
+    """
+    parts = str(path).replace("\\", "/").split("/")
+    if len(parts) < 3 or not parts[-2]:
+        return None
+    video = parts[-2]
+    if "original_sequences" in parts[:-2]:
+        return video
+    if "manipulated_sequences" in parts[:-2]:
+        m = _FAKE_VIDEO.match(video)
+        return m.group(1) if m else None
+    return None
+
+
+def ffpp_source_ids(paths) -> np.ndarray | None:
+    """:func:`ffpp_source_id` of every path as a str array, or None when any path does not parse.
+
+    Examples
+    --------
+    >>> ffpp_source_ids(["a/original_sequences/youtube/c23/frames/007/0.png",
+    ...                  "a/manipulated_sequences/FaceSwap/c23/frames/007_132/0.png"]).tolist()
+    ['007', '007']
+    """
+    ids = [ffpp_source_id(p) for p in paths]
+    if not ids or any(i is None for i in ids):
+        return None
+    return np.array(ids)
 
 
 def object_keys(path: Path) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .index import INDEX_NAME, check_entry, read_index, shard_files
-from .legacy import family_from_name, object_keys, read_legacy
+from .legacy import family_from_name, ffpp_source_ids, object_keys, read_legacy
 from .shards import npz_headers, read_key, shard_info
 
 __all__ = ["AttributionSet", "load_attributions", "load_store_arrays"]
@@ -237,7 +237,46 @@ def _file_shard(p: Path, pos: int, pair: bool, allow_legacy_pickle: bool) -> _Sh
                   meta=meta)
 
 
-def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False) -> AttributionSet:
+NO_GROUPS_WARNING = (
+    "{files}: the reference files carry no video ids: frames are treated as independent units; the paper's "
+    "50 alignment samples come from about 2 videos, so frame-level statistics overstate the evidence; pass "
+    "source ids (groups=...) or use a store exported by defocus_xai")
+"""The warning for reference files without parseable sample paths (``{files}``: the files)."""
+
+
+def _set_source_ids(shard: _Shard, ids: np.ndarray) -> None:
+    shard.arrays["source_ids"] = ids
+    shard.keys["source_ids"] = (ids.shape, ids.dtype)
+
+
+def _legacy_groups(shards: Sequence[_Shard], groups: Any) -> None:
+    """Give the reference files' samples ``source_ids``: ``groups``, else inferred from paths, else a warning."""
+    legacy = [s for s in shards if s.arrays is not None]
+    if groups is not None:
+        if len(legacy) != len(shards):
+            raise ValueError("groups=... is for the reference notebooks' files only; a store exported by "
+                             "defocus_xai carries its own source_ids")
+        ids = np.asarray(groups).astype(str).reshape(-1)
+        n = sum(s.n for s in legacy)
+        if ids.size != n:
+            raise ValueError(f"groups has {ids.size} entries; the reference files hold {n} samples "
+                             "(the real file's, then the fake file's)")
+        start = 0
+        for s in legacy:
+            _set_source_ids(s, ids[start:start + s.n])
+            start += s.n
+        return
+    inferred = [ffpp_source_ids(s.arrays["paths"]) if s.n else np.zeros(0, "<U1") for s in legacy]
+    if legacy and all(ids is not None for ids in inferred):
+        for s, ids in zip(legacy, inferred):
+            _set_source_ids(s, ids)
+    elif legacy:
+        files = ", ".join(f for s in legacy for f in s.meta.get("legacy_files", []))
+        warnings.warn(NO_GROUPS_WARNING.format(files=files), UserWarning, stacklevel=3)
+
+
+def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False,
+                      groups: Any = None) -> AttributionSet:
     """Open an attribution store lazily.
 
     Parameters
@@ -255,6 +294,13 @@ def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False) 
         executes code chosen by whoever wrote the file. They are refused unless this is True; then they
         are read and converted to plain float32 arrays (``rgb_shaps`` stays (N, H, W), the reference's
         channel 0). Only pass True for files you trust.
+    groups : sequence of str, optional
+        Source ids (FaceForensics++: the real video) of the reference files' samples, the real file's then
+        the fake file's; stored as ``source_ids``. Without it, they are inferred from the files' sample
+        paths (``paths``, ``image_paths`` or ``img_paths``) in FaceForensics++'s layout (a fake
+        ``<target>_<donor>`` shares the group of real video ``<target>``). Files without such paths (the
+        reference's own) get no ``source_ids`` and one ``UserWarning`` naming them: frames are then
+        independent units. Refused for stores written by defocus_xai, which carry their own.
 
     Returns
     -------
@@ -264,14 +310,15 @@ def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False) 
     ------
     ValueError
         Object arrays without the opt-in, unknown keys, wrong shapes or dtypes, a missing or malformed
-        index, a missing or damaged shard, shards that disagree on a grid or repeat a sample; the
-        message names the file (and the key).
+        index, a missing or damaged shard, shards that disagree on a grid or repeat a sample, ``groups`` of
+        the wrong length or for a store of ours; the message names the file (and the key).
 
     Examples
     --------
     >>> s = load_attributions("exports/ffpp_deepfakes")                      # doctest: +SKIP
     >>> s = load_attributions(("shap_data_real.npz", "shap_data_fake_Deepfakes.npz"),
     ...                       allow_legacy_pickle=True)                       # doctest: +SKIP
+    >>> s["source_ids"][:2]        # inferred from FF++ paths, when the files carry them   # doctest: +SKIP
     """
     single = isinstance(path_or_paths, (str, os.PathLike))
     paths = [Path(path_or_paths)] if single else [Path(p) for p in path_or_paths]
@@ -286,6 +333,7 @@ def load_attributions(path_or_paths: Any, *, allow_legacy_pickle: bool = False) 
             shards.extend(_folder_shards(p))
         else:
             shards.append(_file_shard(p, pos, pair, allow_legacy_pickle))
+    _legacy_groups(shards, groups)
     meta = next((s.meta for s in shards if s.meta and not s.meta.get("legacy")), None)
     if meta is None:
         meta = {"legacy": True, "legacy_files": [str(p) for p in paths], "schema_version": 0}
