@@ -71,7 +71,10 @@ def progress(iterable=None, *, enabled: bool = True, **kwargs):
     >>> total
     3
     """
-    from tqdm.auto import tqdm
-
-    disable = bool(kwargs.pop("disable", False)) or not (enabled and interactive())
+    show = enabled and interactive()
+    if show and _notebook_kernel():
+        from tqdm.auto import tqdm  # the widget (importing tqdm.auto warns in a kernel without ipywidgets)
+    else:
+        from tqdm.std import tqdm
+    disable = bool(kwargs.pop("disable", False)) or not show
     return tqdm(iterable, disable=disable, **kwargs)

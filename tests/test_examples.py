@@ -17,7 +17,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 SCRIPTS = ["maps_for_folder", "export_ffpp", "figures_from_npz"]
-WEIGHTS = ROOT / "defocus_xai" / "detect" / "weights"
 
 
 def _load(name):
@@ -206,8 +205,6 @@ def test_figures_from_npz_reads_several_stores(ffpp_tree, detectors, tmp_path, c
 
 @pytest.mark.slow
 def test_figures_from_npz_demo(tmp_path):
-    if not all((WEIGHTS / f"bundled-{kind}.pt").is_file() for kind in ("defocus", "rgb")):
-        pytest.skip(f"bundled detector weights are not in {WEIGHTS}")
     out = tmp_path / "figures"
     assert _load("figures_from_npz").main(["--demo", "--out", str(out), "--formats", "png", "--n-boot", "50",
                                            "--n-permutations", "10", "--dpi", "60"]) == 0

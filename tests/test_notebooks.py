@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NAMES = ["00_quickstart", "01_shapley_export", "02_binary_mask", "03_local_variance", "04_tsne",
          "05_alignment_score"]
-WEIGHTS = ROOT / "defocus_xai" / "detect" / "weights"
 # Small, but above the t-SNE perplexity of 04_tsne (30) and the SHAP background (10 samples).
 SMALL_N = 32
 
@@ -72,10 +71,6 @@ def kernel_spec_manager(tmp_path_factory):
     return ksm
 
 
-def _bundled_weights_present():
-    return all((WEIGHTS / f"bundled-{kind}.pt").is_file() for kind in ("defocus", "rgb"))
-
-
 @pytest.fixture(scope="module")
 def shared_out(tmp_path_factory):
     return tmp_path_factory.mktemp("notebook_outputs")
@@ -85,8 +80,6 @@ def shared_out(tmp_path_factory):
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, tmp_path, monkeypatch, kernel_spec_manager, shared_out):
-    if not _bundled_weights_present():
-        pytest.skip(f"bundled detector weights are not in {WEIGHTS}")
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
@@ -102,6 +95,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch, kernel_spec_manager, shared_
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    stderr = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
+                     if o.output_type == "stream" and o.get("name") == "stderr")
+    assert "Warning" not in stderr, f"{name} printed warnings on stderr:\n{stderr[:2000]}"
     prefix = name.split("_")[0]
     written = sorted(p.name for p in out.glob(f"{prefix}_*.png"))
     assert written, f"{name} saved no figure under {out}"

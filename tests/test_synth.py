@@ -18,7 +18,6 @@ from defocus_xai.data.synth import (
     FAMILIES_V2,
     SIGMA_AA,
     SIGMA_PER_COC,
-    SYNTH_VERSION,
     Aperture,
     DefocusSynth,
     ThinLens,
@@ -36,7 +35,7 @@ def scenes():
     out = {}
     for seed in (1, 2, 3):
         for fam in ("real",) + FAMILIES:
-            out[seed, fam] = render_scene(size=SIZE, family=fam, seed=seed, return_camera=True)
+            out[seed, fam] = render_scene(size=SIZE, family=fam, seed=seed, return_camera=True, version="1.0")
     return out
 
 
@@ -78,12 +77,12 @@ def test_same_seed_same_sample_and_other_seed_differs():
 
 
 def test_pixels_of_a_seed_are_pinned():
-    """The samples a seed produces are fixed for a SYNTH_VERSION (bundled weights were trained on them).
+    """The samples a seed produces are fixed for a version (v1 stays reproducible after v2 became the default).
 
     If this fails, a change altered the rendered data: bump SYNTH_VERSION (and retrain the bundled
     detectors) or undo the change. No JPEG, so only numpy / scipy / Pillow resampling are involved.
     """
-    ds = DefocusSynth(8, size=40, seed=3, jpeg=None)
+    ds = DefocusSynth(8, size=40, seed=3, jpeg=None, version="1.0")
     assert ds.sample_families == ["real", "no_dof", "real", "splice", "real", "depth_inconsistent", "real",
                                   "generator_smoothing"]
     h = hashlib.sha256()
@@ -93,8 +92,7 @@ def test_pixels_of_a_seed_are_pinned():
         h.update(s["mask"].numpy().tobytes())
         h.update(np.round(s["sigma"].numpy(), 4).astype(np.float32).tobytes())
         h.update(np.round(s["depth"].numpy(), 4).astype(np.float32).tobytes())
-    assert (SYNTH_VERSION, h.hexdigest()) == (
-        "1.0", "027f6d41b585a58b1f6e78196a3ad9d052455242f4e1a93840bcc461d4be7dac")
+    assert h.hexdigest() == "027f6d41b585a58b1f6e78196a3ad9d052455242f4e1a93840bcc461d4be7dac"
 
 
 def test_shapes_dtypes_ranges(scenes):
@@ -163,7 +161,7 @@ def test_pairs_differ_only_by_the_manipulation(scenes):
 
 
 def test_dataset_pairs_labels_and_families():
-    ds = DefocusSynth(10, size=48, seed=3, jpeg=None)
+    ds = DefocusSynth(10, size=48, seed=3, jpeg=None, version="1.0")
     assert len(ds) == 10
     assert ds.labels == [0, 1] * 5
     assert ds.sample_families[1::2] == [FAMILIES[k % 4] for k in range(5)]
@@ -205,7 +203,7 @@ def test_default_collate_and_dataloader():
 
 def test_given_camera_is_used():
     cam = ThinLens(f=0.1, N=2.0, d_f=2.0, pixel_pitch=1e-4)
-    s = render_scene(size=48, seed=4, camera=cam, return_camera=True)
+    s = render_scene(size=48, seed=4, camera=cam, return_camera=True, version="1.0")
     assert s["camera"] == cam
     np.testing.assert_allclose(s["sigma"][0].numpy(), cam.sigma_px(s["depth"][0].double().numpy()),
                                rtol=1e-4, atol=1e-4)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from defocus_xai.cli import main
+from defocus_xai.data.synth import FAMILIES_V2
 
 torch.set_num_threads(1)
 
@@ -37,13 +38,13 @@ def test_train_then_evaluate_cli(tmp_path, capsys):
     assert "--no-resume" in err and "resume=False" not in err
 
     ev = tmp_path / "eval"
-    assert main(["evaluate", "--detector", str(out / "best.pt"), "--data", "synth:16:1", "--out", str(ev),
+    assert main(["evaluate", "--detector", str(out / "best.pt"), "--data", "synth:16:1:v2.0", "--out", str(ev),
                  "--batch-size", "8", "--no-progress"]) == 0
     report = json.loads((ev / "metrics.json").read_text())
     assert report["metrics"]["n"] == 16 and report["size"] == 64
     assert report["detector"]["arch"] == "defocus" and report["detector"]["checksum"].startswith("sha256:")
     per_group = pd.read_csv(ev / "per_group.csv", index_col=0)
-    assert set(per_group.index) == {"no_dof", "splice", "depth_inconsistent", "generator_smoothing", "all"}
+    assert set(per_group.index) == {*FAMILIES_V2, "all"}
     assert (per_group["n_real"] == 8).all()
     scores = pd.read_csv(ev / "scores.csv")
     assert len(scores) == 16 and scores["score"].between(0, 1).all()
@@ -79,7 +80,7 @@ def test_data_spec_parsing():
 def test_evaluate_bundled_default_detector_cli(tmp_path):
     """``evaluate`` defaults to bundled-defocus and feeds it images at its trained size (128 px)."""
     ev = tmp_path / "ev"
-    assert main(["evaluate", "--data", "synth:16:1", "--out", str(ev), "--batch-size", "16",
+    assert main(["evaluate", "--data", "synth:16:1:v2.0", "--out", str(ev), "--batch-size", "16",
                  "--no-progress"]) == 0
     report = json.loads((ev / "metrics.json").read_text())
     assert report["size"] == 128 and report["detector"]["name"] == "bundled-defocus"

@@ -260,9 +260,9 @@ def run(args: argparse.Namespace) -> int:
     0
     """
     import torch
-    from tqdm.auto import tqdm
 
     from .._images import as_image_batch
+    from .._progress import progress
     from ..data.io import ImageLoadError
     from ..defocus.resize import resize_batch
 
@@ -272,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc), 2)
     out, config = Path(args.out), est.config()
     written, skipped = 0, []
-    with tqdm(total=len(jobs), unit="img", desc="defocus maps", disable=args.no_progress) as bar:
+    with progress(total=len(jobs), unit="img", desc="defocus maps", enabled=not args.no_progress) as bar:
         for start in range(0, len(jobs), args.batch_size):
             try:
                 loaded = _load(jobs[start:start + args.batch_size], args.on_error, skipped, args.size)

@@ -349,9 +349,9 @@ def _export_locked(exp: _Exporter, data: Any, out: Path, *, chunk_size: int, num
     todo = [c for c in range(len(chunks)) if not check_existing(work / names[c], chunks[c])]
     bar = None
     if progress and rank0:
-        from tqdm.auto import tqdm
+        from .._progress import progress as progress_bar
 
-        bar = tqdm(total=len(idx_all), initial=len(idx_all) - sum(len(chunks[c]) for c in todo), unit="img",
+        bar = progress_bar(total=len(idx_all), initial=len(idx_all) - sum(len(chunks[c]) for c in todo), unit="img",
                    desc=f"export shard {shard_index}")
     try:
         _run_chunks(exp, data, work, chunks, names, todo, meta_base, batch_size=exp.batch_size,

@@ -119,13 +119,12 @@ class _Run:
 
 def _render(n: int, size: int, seed: int, progress: bool) -> list:
     """DefocusSynth rendered once into memory; each sample's path reads ``synth:<seed>:<index>``."""
-    from tqdm.auto import tqdm
-
+    from .._progress import progress as progress_bar
     from ..data import DefocusSynth
 
     ds = DefocusSynth(n, size=size, seed=seed)
     return [{**ds[i], "path": f"synth:{seed}:{i}"}
-            for i in tqdm(range(n), desc="render DefocusSynth", disable=not progress, leave=False)]
+            for i in progress_bar(range(n), desc="render DefocusSynth", enabled=progress, leave=False)]
 
 
 def _map_rows(items: list) -> list[int]:
@@ -258,7 +257,7 @@ def run_demo(out, *, n: int = DEFAULT_N, size: int | None = None, seed: int = 1,
     >>> print(res.summary())                                   # doctest: +SKIP
     """
     import torch
-    from tqdm.auto import tqdm
+    from tqdm.std import tqdm
 
     from .._device import resolve_device
     from ..detect import load_detector

@@ -140,16 +140,16 @@ def stage_randomization(detector, arrays: Mapping, settings: PipelineSettings | 
     >>> stage_randomization(det, arrays).numbers["final"]              # doctest: +SKIP
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     from .. import plot as P
+    from .._progress import progress as progress_bar
     from ..explain import randomization_test
 
     s = settings or PipelineSettings()
     require(arrays, "stage_randomization", "dmaps", "labels")
     rows, maps = _fake_maps(arrays, n_maps)
     dfs = []
-    for m in tqdm(methods, desc="randomization", disable=not progress, leave=False):
+    for m in progress_bar(methods, desc="randomization", enabled=progress, leave=False):
         kw = {"n_samples": n_samples} if m in ("shap_gradient", "gradient_shap") else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -19,8 +19,15 @@ from .settings import PAPER_SETTINGS
 __all__ = ["write_report"]
 
 
+def _num(value, spec: str) -> str:
+    """``value`` formatted, or "n/a" where it is missing (None / NaN: e.g. a CI on fewer than 2 units)."""
+    if value is None or (isinstance(value, (float, np.floating)) and not np.isfinite(value)):
+        return "n/a"
+    return format(value, spec)
+
+
 def _ci(est, lo, hi, nd=3) -> str:
-    return f"{est:.{nd}f} [{lo:.{nd}f}, {hi:.{nd}f}]"
+    return f"{_num(est, f'.{nd}f')} [{_num(lo, f'.{nd}f')}, {_num(hi, f'.{nd}f')}]"
 
 
 def md_table(records: list[dict], floatfmt: str = ".3f") -> str:
@@ -175,7 +182,8 @@ def _numbers_export(r: dict) -> str:
 def _numbers_masks(r: dict) -> str:
     m = r["masks"]
     return (f"Activated pixels at threshold {m['threshold']:g} (mean per fake/real pair; CIs resample sources): "
-            + "; ".join(f"{x['method']} {x['mean']:,.0f} [{x['ci_low']:,.0f}, {x['ci_high']:,.0f}] "
+            + "; ".join(f"{x['method']} {_num(x['mean'], ',.0f')} [{_num(x['ci_low'], ',.0f')}, "
+                        f"{_num(x['ci_high'], ',.0f')}] "
                         f"(n = {x['n_pairs']} pairs, {x.get('n_units', x['n_pairs'])} sources)"
                         for x in m["at_threshold"]) + ".")
 

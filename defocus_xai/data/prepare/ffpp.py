@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tqdm.auto import tqdm
 
+from ..._progress import progress as progress_bar
 from ...store import shard_range
 from ._deps import import_av, import_dlib
 from .crops import VideoResult, clear_stale, prepare_video
@@ -197,7 +197,7 @@ def prepare_ffpp(
     lists: dict[str, list] = {k: [] for k in ("written", "already_done", "no_face", "unreadable",
                                               "frames_skipped", "missing_masks")}
     n_frames = 0
-    for job in tqdm(jobs, desc="prepare ffpp", unit="video", disable=not progress):
+    for job in progress_bar(jobs, desc="prepare ffpp", unit="video", enabled=progress):
         if job.frames_dir.is_dir():
             lists["already_done"].append(job.key)
             continue
