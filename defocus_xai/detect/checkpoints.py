@@ -24,6 +24,8 @@ __all__ = [
     "load_detector",
     "save_detector",
     "BUNDLED_DETECTORS",
+    "BUNDLED_ALIASES",
+    "BUNDLED_VERSIONS",
     "WEIGHTS_DIR",
     "REFERENCE_DEFOCUS_CONFIG",
     "REFERENCE_RGB_CONFIG",
@@ -31,8 +33,13 @@ __all__ = [
 
 #: Folder holding the bundled weights.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: Names accepted by :func:`load_detector` for the weights shipped with the package.
-BUNDLED_DETECTORS = ("bundled-defocus", "bundled-rgb")
+#: The bundled weights by versioned name (``WEIGHTS_DIR/<name>.pt`` + ``.json``): ``@1`` trained on
+#: DefocusSynth 1.0, ``@2`` on DefocusSynth 2.0 (docs/detectors.md, "Bundled weights").
+BUNDLED_VERSIONS = ("bundled-defocus@1", "bundled-rgb@1", "bundled-defocus@2", "bundled-rgb@2")
+#: The unversioned names load the newest version.
+BUNDLED_ALIASES = {"bundled-defocus": "bundled-defocus@2", "bundled-rgb": "bundled-rgb@2"}
+#: Every name accepted by :func:`load_detector` for the weights shipped with the package.
+BUNDLED_DETECTORS = (*BUNDLED_ALIASES, *BUNDLED_VERSIONS)
 #: Detector configuration used for the paper's DefocusNet checkpoints.
 REFERENCE_DEFOCUS_CONFIG = {
     "backbone": "legacy_xception",
@@ -83,7 +90,7 @@ def _reference_training_data(path: Path) -> str:
 def _resolve_path(name: str) -> tuple[Path, bool]:
     """A bundled name or a file path -> (existing ``.pt`` path, is bundled)."""
     if name in BUNDLED_DETECTORS:
-        path = WEIGHTS_DIR / f"{name}.pt"
+        path = WEIGHTS_DIR / f"{BUNDLED_ALIASES.get(name, name)}.pt"
         if not path.is_file():
             raise FileNotFoundError(
                 f"bundled weights {name!r} are missing ({path}); reinstall defocus-xai or regenerate them "
@@ -141,7 +148,8 @@ def load_detector(name_or_path, *, arch: str | None = None, device=None, config:
     Parameters
     ----------
     name_or_path : str, path or nn.Module
-        ``"bundled-defocus"`` / ``"bundled-rgb"`` (weights shipped with the package; no download), a path
+        ``"bundled-defocus"`` / ``"bundled-rgb"`` (weights shipped with the package, the newest version; no
+        download), a versioned bundled name such as ``"bundled-defocus@1"`` (:data:`BUNDLED_VERSIONS`), a path
         to a ``.pt`` / ``.pth`` state dict, or a model: returned unwrapped from ``DataParallel``/DDP and
         otherwise unchanged (not moved, its mode kept; ``device`` applies to files only).
     arch : {"defocus", "rgb", "two-branch"}, optional
@@ -173,7 +181,7 @@ def load_detector(name_or_path, *, arch: str | None = None, device=None, config:
     --------
     >>> det = load_detector("bundled-defocus", device="cpu")
     >>> det.identity["training_data"]
-    'DefocusSynth v1.0 synth:4000:0 at 128 px (validation synth:500:2)'
+    'DefocusSynth v2.0 synth:4000:0 at 128 px (validation synth:500:2)'
     >>> det.estimator.config()["size"], det.map_norm
     (128, 'fixed')
     >>> det = load_detector("defocus_gt_legacy_xception_Deepfakes.pth")  # doctest: +SKIP

@@ -114,7 +114,7 @@ def load_state_dict_file(path: str | os.PathLike) -> tuple[dict, dict]:
     Examples
     --------
     >>> from defocus_xai.detect.checkpoints import WEIGHTS_DIR
-    >>> sd, extra = load_state_dict_file(WEIGHTS_DIR / "bundled-rgb.pt")
+    >>> sd, extra = load_state_dict_file(WEIGHTS_DIR / "bundled-rgb@2.pt")
     >>> next(iter(sd)), extra
     ('backbone.features.0.weight', {})
     """

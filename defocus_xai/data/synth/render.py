@@ -20,7 +20,7 @@ from .sensor import (READ_NOISE_RANGE, READ_NOISE_RANGE_V2, SHOT_GAIN_RANGE, SHO
 __all__ = ["SYNTH_VERSION", "SYNTH_VERSIONS", "render_scene"]
 
 #: The default version of the generator (what ``version=None`` renders; the bundled weights record it).
-SYNTH_VERSION = "1.0"
+SYNTH_VERSION = "2.0"
 
 #: Every version that can be rendered; a version's pixels for a seed never change.
 SYNTH_VERSIONS = ("1.0", "2.0")
