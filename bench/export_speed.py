@@ -4,7 +4,7 @@ Part 1 (speed, one process, variants interleaved, median of ``--repeats``):
 
 * ``reference+fig``: ``shap.GradientExplainer`` called on one map at a time (its default batch of 50
   draws), a 3-panel matplotlib figure saved per image, results held in lists and written at the end
-  as object arrays -- the reference notebook's loop (UPSTREAM.md section 4.1);
+  as object arrays -- the reference notebook's loop (its Shapley export cell);
 * ``reference``: the same loop without the figure;
 * ``ours (batched)``: ``export_attributions`` with ``shap_gradient`` through the default batched engine
   (shap's draws and estimator, all samples x draws of a batch in passes of 64 rows, BatchNorm folded,
