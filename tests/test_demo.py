@@ -11,7 +11,7 @@ from defocus_xai.cli import main
 from defocus_xai.detect import DefocusDetector, RGBDetector, save_detector
 from defocus_xai.pipeline import DEFAULT_N, run_demo
 from defocus_xai.store import load_attributions
-from defocus_xai.data.synth import FAMILIES_V2
+from defocus_xai.data.synth import FAMILIES_V2, SYNTH_VERSION
 
 torch.set_num_threads(1)
 
@@ -92,6 +92,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     assert results["embedding"]["defocus"]["cv"] == "group"  # kNN cross-validated with whole sources per fold
     assert set(results["alignment"]["defocus"]["controls"]) == {"permutation", "map_value", "uniform"}
     assert "attribution reference: 10 real training images" in report  # the SHAP background is stated
+    assert results["settings"]["data_version"] == SYNTH_VERSION and f"DefocusSynth {SYNTH_VERSION}," in report
 
     res2 = run_demo(tmp_path / "again", n=16, device="cpu", detector=str(det), rgb_detector=str(rgb),
                                 progress=False, formats=("png",))

@@ -5,6 +5,7 @@ import re
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from defocus_xai import pipeline as pl
@@ -47,7 +48,9 @@ def test_every_stage_returns_one_result_type(arrays, stage, figures):
 
 def test_examples_name_their_samples(arrays):
     result = pl.stage_masks(arrays, SETTINGS)
+    title = result.figures["mask_example_0"].get_suptitle()
     result.close()
+    assert re.match(r"fake #\d+, .*\sand its real #\d+", title)  # named in the panels' order: fake, then real
     caption = result.captions["mask_example_0"]
     assert re.search(r"fake #\d+, (splice|no_dof), source s\d, score 0\.\d\d and its real #\d+, real, source s\d",
                      caption)
@@ -231,3 +234,18 @@ def test_paper_figures_survives_a_degenerate_pair(arrays, tmp_path):
     forced = pl.stage_alignment(degenerate, SETTINGS, examples=[0])  # asked for explicitly: drawn, not scored
     forced.close()
     assert "not scored" in forced.captions["alignment_example_0"]
+
+
+@pytest.mark.parametrize("curve, diffs, expected", [
+    ([3.0, 2.0, 1.0, 0.0], (-0.8, 0.9), None),
+    ([2.0, 2.5, 1.0, 0.0], (-0.8, 0.9), "raises the logit"),
+    ([2.0, 0.5, 1.0, 1.9], (-0.8, 0.9), "dips"),
+    ([2.0, 2.05, 1.98, 2.0], (-0.8, 0.9), "ends where it starts"),
+    ([3.0, 2.0, 1.0, 0.0], (-0.02, 0.03), "within"),
+])
+def test_faithfulness_caveat(curve, diffs, expected):
+    from defocus_xai.pipeline.model_stages import faithfulness_caveat
+
+    summary = pd.DataFrame({"metric": ["deletion_vs_random", "insertion_vs_random"], "mean": list(diffs)})
+    caveat = faithfulness_caveat(curve, summary)
+    assert caveat is None if expected is None else re.search(expected, caveat)

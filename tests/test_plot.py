@@ -1,5 +1,6 @@
 """dx.plot: every figure function on small synthetic inputs (Agg backend, no figure left open)."""
 
+import dataclasses
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -198,6 +199,21 @@ def test_activation_curve_reversed_log_axis():
         P.activation_curve(_activation_df(), band="iqr")
 
 
+def test_activation_curve_legend_fits_five_groups():
+    fams = ["no_dof", "splice", "depth_inconsistent", "generator_smoothing", "face_swap"]
+    df = pd.DataFrame([{"threshold": t, "mean": 100.0 * i + t, "ci_low": 0.0, "ci_high": 900.0, "n_pairs": 9,
+                        "family": f} for i, f in enumerate(fams) for t in (0.1, 0.01, 0.001)])
+    df.attrs["n_pixels"] = 16384
+    fig = P.activation_curve(df)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    leg, ax = _legend(fig).get_window_extent(renderer), fig.axes[0]
+    assert leg.x0 >= 0 and leg.x1 <= fig.bbox.width and leg.y1 <= fig.bbox.height
+    assert leg.y0 >= ax.get_tightbbox(renderer).y1 - 1  # above the axes, clear of the y label
+    assert fig.get_figheight() > 3.4 * 0.72
+    _close(fig)
+
+
 def test_activation_curve_from_analysis():
     real = RNG.random((4, 12, 12))
     fake = real + 0.2 * RNG.random((4, 12, 12))
@@ -294,10 +310,17 @@ def test_alignment_histogram_and_comparison():
         assert "chance" not in text
         if kind == "strip":
             assert "permutation baseline" in text and "map-value control" in text and "uniform control" in text
-            assert "defocus CI above permutation" in fig.get_supxlabel().replace("\n", " ")
+            assert "defocus CI lies above the permutation" in fig.get_supxlabel().replace("\n", " ")
             lo, hi = fig.axes[0].get_ylim()  # the empty part of [0, 1] is trimmed
             assert hi <= 1.02 and lo >= -0.02
         _close(fig)
+    close = dataclasses.replace(s1, controls={"permutation": 0.774, "map_value": 0.775, "uniform": 0.770})
+    fig = P.alignment_comparison({"defocus": close})
+    starts = sorted(seg[0][0] for c in fig.axes[0].collections if hasattr(c, "get_segments")
+                    for seg in c.get_segments() if len(seg) == 2 and seg[0][1] == seg[1][1])
+    assert len(starts) == 3 and len(set(np.round(starts, 6))) == 3  # side by side, not drawn as one line
+    assert all(h.get_marker() not in (None, "None", "") for h in fig.legends[0].legend_handles[1:])
+    _close(fig)
     fig = P.alignment_comparison({"a": RNG.random(5)})
     assert "normal approx" in fig.axes[0].get_title()
     _close(fig)

@@ -278,6 +278,7 @@ def run_demo(out, *, n: int = DEFAULT_N, size: int | None = None, seed: int = 1,
         size = int(size or unwrap(dets["defocus"]).input_size or 128)
         items = _render(n, size, seed, progress)
         run.results["settings"] = {
+            "dataset": "DefocusSynth", "data_version": str(items[0]["version"]),
             "n": n, "size": size, "seed": seed, "device": str(device), "n_shap_samples": n_shap_samples,
             "analysis": s.to_dict(), "detectors": {k: dict(unwrap(d).identity) for k, d in dets.items()}}
         run.add("defocus_maps", stage_defocus_maps(items, _map_rows(items), size=size, device=device))

@@ -192,15 +192,14 @@ def stage_faithfulness(detector, arrays: Mapping, settings: PipelineSettings | N
     attrs = torch.from_numpy(np.asarray(arrays["defocus_shaps"])[rows, None].astype(np.float32))
     res = deletion_insertion(detector, maps, attrs, n_steps=s.n_steps, seed=s.seed, batch_size=batch_size,
                              score="logit")
-    # partly deleted maps can be unlike any training map: then even a random order lifts the score above
-    # both ends of its curve, and the curves measure that too
     rnd = np.asarray(res.random_deletion if res.random_deletion is not None else res.deletion).mean(axis=0)
     excess = float(rnd.max() - max(rnd[0], rnd[-1]))
+    summary = res.summary()
+    caveat = faithfulness_caveat(rnd, summary)
     curves = {kind: res.curves(kind) for kind in ("deletion", "insertion")}
     ylim = _shared_ylim(curves.values())
     baseline = "a blurred copy of the map (Gaussian, sigma 5% of the side)"
-    warn = ("Not evidence of faithfulness: even the random order lifts the logit above both ends of its curve "
-            "(partly deleted maps are out of distribution for the detector)." if excess > 0.1 else None)
+    warn = f"The deletion curves are not evidence of faithfulness on these data: {caveat}." if caveat else None
     with S.house_style():
         fig, axs = S.new_figure(1, 2, width="double", aspect=0.42, squeeze=False)
     for ax, kind in zip(axs.ravel(), ("deletion", "insertion")):
@@ -214,14 +213,51 @@ def stage_faithfulness(detector, arrays: Mapping, settings: PipelineSettings | N
                "starts from it); line: mean, band: bootstrap 95% CI of the mean over maps; both panels share the y "
                f"range; attribution reference: "
                f"{attribution_reference(arrays) or 'not recorded in the store'}.")
-    if excess > 0.1:
-        caption += (f" Even the random order raises the logit by {excess:.2f} above both ends of its curve: partly "
-                    "deleted maps are out of distribution for the detector, so this figure does not show whether the "
-                    "attributions are faithful.")
-    numbers = {"summary": res.summary().to_dict(orient="records"), "score": "logit", "n_steps": s.n_steps,
-               "n_maps": int(len(rows)), "baseline": baseline, "random_curve_excess": excess}
+    if warn:
+        caption += f" {warn}"
+    numbers = {"summary": summary.to_dict(orient="records"), "score": "logit", "n_steps": s.n_steps,
+               "n_maps": int(len(rows)), "baseline": baseline, "random_curve_excess": excess, "caveat": caveat}
     return StageResult("faithfulness", numbers=numbers, figures={"faithfulness": fig},
                        captions={"faithfulness": caption})
+
+
+def faithfulness_caveat(random_curve, summary, tol: float = 0.1) -> str | None:
+    """Why deletion / insertion curves say nothing about faithfulness here, or None when they may.
+
+    A random-order deletion curve should fall steadily from the intact to the fully deleted map. When it rises
+    above or dips below both of its ends, or its ends coincide, partly deleted maps are out of distribution
+    for the detector; when the attribution's AUCs are within ``tol`` (logit x fraction) of the random
+    order's, the curves do not separate the two orders.
+
+    Parameters
+    ----------
+    random_curve : array-like (S,)
+        Mean fake logit of the random order after each deletion step.
+    summary : pandas.DataFrame
+        :meth:`DeletionInsertionResult.summary` (rows ``deletion_vs_random``, ``insertion_vs_random``).
+    tol : float
+        Logit margin below which a difference counts as none.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> faithfulness_caveat([2.0, 2.5, 0.0], pd.DataFrame(columns=["metric", "mean"]))[:46]
+    'even the random order raises the logit by 0.50'
+    """
+    r = np.asarray(random_curve, dtype=np.float64)
+    lo, hi = min(r[0], r[-1]), max(r[0], r[-1])
+    ood = " (partly deleted maps are out of distribution for the detector)"
+    if r.max() - hi > tol:
+        return f"even the random order raises the logit by {r.max() - hi:.2f} above both ends of its curve" + ood
+    if lo - r.min() > tol:
+        return f"the random order's curve dips {lo - r.min():.2f} below both of its ends" + ood
+    if hi - lo <= tol:
+        return f"the random order's curve ends where it starts (within {tol:g} logit)" + ood
+    diff = dict(zip(summary["metric"], summary["mean"]))
+    gaps = [abs(diff[k]) for k in ("deletion_vs_random", "insertion_vs_random") if k in diff]
+    if gaps and max(gaps) <= tol:
+        return f"the areas differ from the random order's by at most {max(gaps):.3f}, within {tol:g}"
+    return None
 
 
 def _shared_ylim(curves) -> tuple[float, float]:

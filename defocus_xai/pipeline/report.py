@@ -157,10 +157,8 @@ def _reading_faithfulness(fa) -> str:
     text = (f"deleting the most-attributed pixels first is {sig(d, -1)} (AUC difference {d['mean']:+.3f} +- "
             f"{1.96 * d['sem']:.3f}); inserting them first is {sig(i, +1)} ({i['mean']:+.3f} +- "
             f"{1.96 * i['sem']:.3f}).")
-    if (fa.get("random_curve_excess") or 0) > 0.1:
-        text += (f" Caution: even the random order raises the logit by up to {fa['random_curve_excess']:.2f} above "
-                 "both ends of its curve, so partly deleted maps are out of distribution for the detector and the "
-                 "areas mix faithfulness with that effect.")
+    if fa.get("caveat"):
+        text += f" Caution: the deletion curves are not evidence of faithfulness on these data: {fa['caveat']}."
     return text
 
 
@@ -286,10 +284,11 @@ def _paper_differences(analysis: dict) -> str:
 
 def _header(r: dict) -> list[str]:
     st = r["settings"]
+    data = " ".join(str(x) for x in (st.get("dataset", "DefocusSynth"), st.get("data_version")) if x)
     dets = "; ".join(f"{k} detector `{d.get('name', '?')}` ({d.get('backbone', '?')})"
                      for k, d in st["detectors"].items())
     return ["# defocus-xai demo report", "",
-            f"DefocusSynth, {st['n']} samples ({st['n'] // 2} real/fake pairs sharing a source id), {st['size']} px, "
+            f"{data}, {st['n']} samples ({st['n'] // 2} real/fake pairs sharing a source id), {st['size']} px, "
             f"seed {st['seed']}; device {st['device']}. {dets}. Attribution reference (SHAP background): "
             f"{_reference(r)}. Brackets are bootstrap 95% CIs ({st['analysis']['n_boot']} replicates) that resample "
             "sources: a source (a real image and the fake made from it) is the independent unit of every headline "

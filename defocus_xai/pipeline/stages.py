@@ -40,9 +40,10 @@ def opt(arrays: Mapping, key: str, rows):
     return np.asarray(arrays[key]).astype(str)[rows] if key in arrays else None
 
 
-def _real_title(arrays: Mapping, r: int) -> str:
+def _pair_title(arrays: Mapping, f: int, r: int) -> str:
+    """Title of a fake/real example, naming the fake first as the panels show it."""
     score = f", score {float(arrays['scores'][r]):.2f}" if "scores" in arrays else ""
-    return f"real #{int(r)} (same source{score}) and its fake:"
+    return f"fake {sample_name(arrays, f)}\nand its real #{int(r)} (same source{score})"
 
 
 def stage_masks(arrays: Mapping, settings: PipelineSettings | None = None, *, pairs=None,
@@ -77,7 +78,7 @@ def stage_masks(arrays: Mapping, settings: PipelineSettings | None = None, *, pa
         f, r = pairs[j]
         stem = f"mask_example_{k}"
         figures[stem] = P.mask_triptych(real_map=dm[r], fake_map=dm[f], threshold=s.threshold,
-                                        title=_real_title(arrays, r), **sample_kwargs(arrays, f))
+                                        title=_pair_title(arrays, f, r))
         n_act = int(A.binary_mask(real_map=dm[r], fake_map=dm[f], threshold=s.threshold).sum())
         captions[stem] = (f"Normalized defocus maps of fake {sample_name(arrays, f)} and its real "
                           f"{sample_name(arrays, r)} on one colour scale, and the mask |fake - real| > {s.threshold:g}: "

@@ -126,9 +126,15 @@ def _mean_ci(s, v: np.ndarray, metric: str) -> tuple:
     return float(mean), float(mean - half), float(mean + half), v.size, False
 
 
-_CONTROLS = {"permutation": ("permutation baseline", (0, (1, 1)), "0.1"),
-             "map_value": ("map-value control", (0, (4, 2)), S.PALETTE[4]),
-             "uniform": ("uniform control", (0, (4, 1, 1, 1)), "0.55")}
+_CONTROLS = {"permutation": ("permutation baseline", (0, (1, 1)), "0.1", "o"),
+             "map_value": ("map-value control", (0, (4, 2)), S.PALETTE[4], "s"),
+             "uniform": ("uniform control", (0, (4, 1, 1, 1)), "0.55", "^")}
+_CLOSE = 0.01  # controls nearer than this would draw as one line: they go side by side, each with its marker
+
+
+def _crowded(baselines: dict) -> bool:
+    """Whether any model's controls lie within :data:`_CLOSE` of each other."""
+    return any(len(b) > 1 and max(b.values()) - min(b.values()) < _CLOSE for b in baselines.values())
 
 
 def _baseline(s, metric: str) -> dict:
@@ -154,8 +160,15 @@ def _draw_strip(ax, names, vals, stats, baselines, seed) -> None:
     for i, n in enumerate(names):
         m, lo, hi, _, _ = stats[n]
         ax.errorbar([i + 0.32], [m], yerr=[[m - lo], [hi - m]], fmt="D", color="0.1", ms=3.5, capsize=2.5, lw=1)
-        for c, v in baselines.get(n, {}).items():
-            ax.hlines(v, i - 0.3, i + 0.42, color=_CONTROLS[c][2], ls=_CONTROLS[c][1], lw=1.2)
+        lines = baselines.get(n, {})
+        close = len(lines) > 1 and max(lines.values()) - min(lines.values()) < _CLOSE
+        step = 0.72 / len(lines) if close else 0.72
+        for k, (c, v) in enumerate(lines.items()):
+            _, style, colour, marker = _CONTROLS[c]
+            x0 = i - 0.3 + (k * step if close else 0.0)
+            ax.hlines(v, x0, x0 + step, color=colour, ls=style, lw=1.2)
+            if close:
+                ax.plot([x0 + step / 2], [v], marker=marker, color=colour, ms=3.5, ls="")
     ax.set_xticks(range(len(names)), [f"{n}\n{stats[n][0]:.3f} [{stats[n][1]:.3f}, {stats[n][2]:.3f}]\n"
                                       f"(n={stats[n][3]})" for n in names])
     ax.set_xlim(-0.6, len(names) - 0.3)
@@ -252,8 +265,9 @@ def alignment_comparison(
         if kind == "strip":
             handles = [Line2D([], [], marker="D", color="0.1", ls="", ms=3.5, label=ci_note)]
             drawn = {c for b in baselines.values() for c in b}
-            handles += [Line2D([], [], color=colour, ls=style, lw=1.2, label=word)
-                        for c, (word, style, colour) in _CONTROLS.items() if c in drawn]
+            mark = _crowded(baselines)
+            handles += [Line2D([], [], color=colour, ls=style, lw=1.2, label=word, marker=marker if mark else None,
+                               ms=3.5) for c, (word, style, colour, marker) in _CONTROLS.items() if c in drawn]
             S._legend(ax, created=created, handles=handles)
         add_caption(fig, caption_text(_reading(names, stats, baselines, caption), background=background))
     return fig
@@ -266,9 +280,15 @@ def _reading(names, stats, baselines, caption) -> str:
         _, lo, hi, _, _ = stats[n]
         where: dict = {}
         for c, b in baselines.get(n, {}).items():
-            w = "below" if hi < b else "above" if lo > b else "overlapping"
+            w = "lies below" if hi < b else "lies above" if lo > b else "overlaps"
             where.setdefault(w, []).append(f"{_CONTROLS[c][0].split()[0]} ({b:.3f})")
         if where:
-            notes.append(f"{n} CI " + ", ".join(f"{w} {' and '.join(v)}" for w, v in where.items()))
+            notes.append(f"{n} CI " + " and ".join(
+                f"{w} the {_series(v)} control{'s' if len(v) > 1 else ''}" for w, v in where.items()))
     text = "; ".join(notes) + ("." if notes else "")
     return f"{text} {caption}".strip() if caption else text
+
+
+def _series(words: list) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]

@@ -128,7 +128,7 @@ def activation_curve(
             leg_title = {"ci": f"band: bootstrap {100 * conf:.0f}% CI of the mean", "minmax": "band: min-max over pairs",
                          "iqr": "band: IQR over pairs"}[band]
         if any(g is not None for g, _ in groups):
-            S._legend(ax, created=created, title=leg_title)
+            S._legend(ax, created=created, title=leg_title, grow=len(groups) > 2)
         ax.grid(True, which="major", lw=0.3, alpha=0.5)
         if title:
             ax.set_title(title)

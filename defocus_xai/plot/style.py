@@ -326,17 +326,30 @@ def _fig_axes(n: int, *, axes=None, fig=None, width="double", height=None, aspec
     return fig, axs[:n]
 
 
-def _legend(ax, *, created: bool, ncols: int = 2, handles=None, side: str = "upper center", **kwargs):
+def _legend(ax, *, created: bool, ncols: int = 2, handles=None, side: str = "upper center", grow: bool = False,
+            **kwargs):
     """Framed legend outside the data (above the plot, or ``side="right upper"``) when we created the figure
-    (constrained layout makes room); inside the caller's axes at the place with least overlap otherwise."""
+    (constrained layout makes room); inside the caller's axes at the place with least overlap otherwise.
+
+    An outside legend wider than the figure drops columns until it fits; with ``grow`` the figure grows by
+    the legend's height so the axes (and their labels) keep their size."""
     from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     fig = ax.figure
     if handles is None:
         handles, _ = ax.get_legend_handles_labels()
     if created and isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-        return fig.legend(handles=handles, loc=f"outside {side}", ncols=ncols if side == "upper center" else 1,
-                          **kwargs)
+        ncols = ncols if side == "upper center" else 1
+        renderer = fig.canvas.get_renderer()
+        while True:  # fewer columns until the legend is no wider than the figure (no clipped labels)
+            leg = fig.legend(handles=handles, loc=f"outside {side}", ncols=ncols, **kwargs)
+            if ncols == 1 or leg.get_window_extent(renderer).width <= 0.98 * fig.bbox.width:
+                break
+            leg.remove()
+            ncols -= 1
+        if grow and side == "upper center":  # the axes keep their height: the figure grows by the legend's
+            fig.set_figheight(fig.get_figheight() + leg.get_window_extent(renderer).height / fig.dpi)
+        return leg
     return ax.legend(handles=handles, loc="best", **kwargs)
 
 
