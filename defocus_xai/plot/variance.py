@@ -152,8 +152,8 @@ def _test_text(result, rv, fv) -> str:
         paired = attr(result, "paired_p_value")
         if paired is not None:
             text += f"; paired Wilcoxon per shared source: {_fmt_p(paired)}"
-        return text + (f"\nsecondary, frames treated as independent: D = {float(result.ks_statistic_frames):.3f}, "
-                       f"{_fmt_p(result.p_value_frames)}")
+        return text + (f"\n(secondary: frames treated as independent, D = {float(result.ks_statistic_frames):.3f}, "
+                       f"{_fmt_p(result.p_value_frames)})")
     return text + ")"
 
 
