@@ -147,16 +147,19 @@ def _regions(regions, n: int, hw: tuple) -> np.ndarray:
 
 
 def _per_frame(maps: np.ndarray, regions: np.ndarray) -> tuple[list, list]:
-    rows, skipped = [], []
-    for i in range(maps.shape[0]):
-        m, x = regions[i], maps[i]
-        k = int(m.sum())
-        if k == 0 or k == m.size:
-            skipped.append((i, "empty_region" if k == 0 else "full_region"))
-            continue
-        inside, outside = float(x[m].mean()), float(x[~m].mean())
-        rows.append({"sample": i, "inside": inside, "outside": outside, "contrast": inside - outside,
-                     "region_fraction": k / m.size})
+    n = maps.shape[0]
+    x = maps.reshape(n, -1).astype(np.float64)
+    m = regions.reshape(n, -1)
+    size = m.shape[1]
+    k = m.sum(axis=1)
+    inside_sum = np.where(m, x, 0.0).sum(axis=1)
+    inside = inside_sum / np.maximum(k, 1)
+    outside = (x.sum(axis=1) - inside_sum) / np.maximum(size - k, 1)
+    ok = (k > 0) & (k < size)
+    skipped = [(int(i), "empty_region" if k[i] == 0 else "full_region") for i in np.flatnonzero(~ok)]
+    rows = [{"sample": int(i), "inside": float(inside[i]), "outside": float(outside[i]),
+             "contrast": float(inside[i] - outside[i]), "region_fraction": float(k[i] / size)}
+            for i in np.flatnonzero(ok)]
     return rows, skipped
 
 
