@@ -34,8 +34,9 @@ class EstimatorConfig:
     ----------
     recipe : {"ours", "robust", "reference"}
         ``"ours"``: the corrected estimator. ``"robust"``: the same, made robust on real textures
-        (noise-aware edge thresholds and gradient energies, a three-scale consistency confidence
-        carried into the propagation; see ``docs/estimator.md``). ``"reference"``: the published
+        (noise-aware edge thresholds and gradient energies, a multi-edge fit of the gradient profile,
+        a local median of the edge values and an occlusion-boundary weight carried into the
+        propagation; about 10x slower; see ``docs/estimator.md``). ``"reference"``: the published
         research code's recipe, reproduced for its checkpoints (see ``docs/reference_recipe.md``).
     size : int, (int, int) or None
         Images are resized to ``size x size`` (bilinear, antialiased when downscaling) before
@@ -62,7 +63,8 @@ class EstimatorConfig:
         Regularization of the guided filter.
     structure_scale : float
         ``"guided"``: edge pixels are weighted by ``exp(-(rho / structure_scale)^2)``, ``rho``
-        measuring how far the image departs from a straight edge there; ``0`` weights all equally.
+        measuring how far the image departs from a straight edge there; ``0`` weights all equally
+        (``"ours"`` only; ``"robust"`` weights edges by its boundary test).
     subsample : int
         ``"guided"``: the propagation runs on a grid subsampled by this factor (fast guided filter);
         ``1`` = exact.

@@ -1,12 +1,15 @@
-"""Sparse sigma with a model-consistency confidence (``recipe="robust"``).
+"""Sparse sigma of ``recipe="robust"``: ratio and profile fit, local consensus, boundary weight.
 
-The isolated blurred step predicts the squared gradient ratio of *every* pair of re-blur scales from one
-sigma. Sigma comes from the pair ``(std1, std2)`` exactly as in ``recipe="ours"`` (noise-corrected; under
-strong noise, blended with the pair ``(std2, std3)``), and a third scale ``std3 = STD3_FACTOR * std2``
-checks it: edges whose measured ratios depart from the step model (neighbouring edges within the
-re-blur support, junctions, profiles "sharper than a step") get a low confidence, which the propagation
-uses as the weight of their value. Sigma is floored at the pixel aperture's ``SIGMA_FLOOR`` (a sampled
-image holds no sharper edge). Details: ``docs/estimator.md``.
+Per edge pixel, two readings of sigma are mixed: the dual re-blur ratio of the pair ``(std1, std2)``
+exactly as in ``recipe="ours"`` (noise-corrected; under strong noise, blended with the pair ``(std2,
+std3)``, ``std3 = STD3_FACTOR * std2``) and the multi-edge fit of the gradient profile across the edge
+(:mod:`.robust_profile`, free of the interference of neighbouring edges that biases the ratio); the
+three-scale step test of the ratio sets the mix (the mean on step-like edges, the fit alone elsewhere).
+Each value then becomes the median of the values in a ``CONSENSUS_WINDOW`` square of edge pixels
+(:mod:`.robust_consensus`), and its confidence in the propagation drops where the medians on the two sides
+of the edge differ (an occlusion boundary, whose sharp value belongs to one side only). Sigma is floored at
+the pixel aperture's ``SIGMA_FLOOR`` (a sampled image holds no sharper edge). Details:
+``docs/estimator.md``.
 """
 
 from __future__ import annotations
@@ -17,25 +20,31 @@ import torch
 
 from .config import EstimatorConfig
 from .noise import noise_gradient_energy
-from .ratio import _cross_derivatives, _local_frame, _log_r2, _scatter_at_edges, _structure_weight, sigma_from_ratio
+from .ratio import _cross_derivatives, _local_frame, _log_r2, _scatter_at_edges, sigma_from_ratio
+from .robust_consensus import edge_median, side_medians
+from .robust_profile import profile_sigma
 
-__all__ = ["robust_edge_sigma", "STD3_FACTOR", "RESIDUAL_TOL", "MIN_CONFIDENCE", "SIGMA_FLOOR",
-           "NOISE_VAR"]
+__all__ = ["robust_edge_sigma", "STD3_FACTOR", "SIGMA_FLOOR", "NOISE_VAR", "CONSENSUS_WINDOW",
+           "SIDE_WINDOW", "BOUNDARY_TOL"]
 
-#: The consistency scale, as a multiple of ``std2`` (3 px with the recipe's pair 1.0 / 1.5: far
-#: enough out that a neighbouring edge 3-4 px away moves the residual).
+#: The third scale, as a multiple of ``std2`` (3 px with the recipe's pair 1.0 / 1.5): its pair
+#: ``(std2, std3)`` carries sigma where noise swamps the ``(std1, std2)`` pair.
 STD3_FACTOR = 2.0
-#: Tolerance (in log R^2) of the model residuals: a disc-shaped lens blur departs from the Gaussian
-#: step model by 0.05-0.16 (isolated disc steps of sigma 1-3 px); 0.2 would let 4 px bars through.
-RESIDUAL_TOL = 0.15
 #: Log-ratio noise variance of the (std1, std2) pair above which sigma leans on the (std2, std3) pair.
 NOISE_VAR = 0.03
 #: Smallest sigma (px) reported at an edge: the second moment of the unit pixel aperture, sqrt(1 / 12).
 #: Point sampling reads edges sharper than this as "sharper than a step" (sigma 0).
 SIGMA_FLOOR = math.sqrt(1.0 / 12.0)
-#: Floor of the confidence (relative to the straight-edge weight), so that an image whose every
-#: edge fails the test still gets a map from its best edges.
-MIN_CONFIDENCE = 1e-4
+#: Tolerance (in log R^2) of the isolated-step test of the three scales, which moves sigma from the mean
+#: of ratio and fit to the fit alone: the edges of a bar of width 3-4 px depart by 0.37-0.88; a disc lens blur
+#: by 0.05-0.16 (isolated disc steps of sigma 1-3 px) keeps the mean.
+RESIDUAL_TOL = 0.5
+#: Side (px) of the square window of the local consensus (each value: the median of the edge values in it).
+CONSENSUS_WINDOW = 11
+#: Side (px) of the square window whose two halves, split by the edge's line, give the side medians.
+SIDE_WINDOW = 21
+#: Scale of the boundary weight ``exp(-(log(ahead / behind) / BOUNDARY_TOL)^2)`` of the side medians.
+BOUNDARY_TOL = 0.5
 
 
 def _model_log_r2(sigma: torch.Tensor, sa: float, sb: float) -> torch.Tensor:
@@ -44,7 +53,7 @@ def _model_log_r2(sigma: torch.Tensor, sa: float, sb: float) -> torch.Tensor:
 
 
 def _consistency(lr12, lr23, sig12, stds, rel_noise):
-    """``exp(-(r12^2 + r23^2) / tol^2)`` of the step model (see :func:`robust_edge_sigma`)."""
+    """``exp(-(r12^2 + r23^2) / tol^2)``: how well the three scales agree with one isolated step."""
     beyond_step = (lr12 - _model_log_r2(torch.zeros_like(sig12), stds[0], stds[1])).clamp_min(0.0)
     r23 = lr23 - _model_log_r2(sig12.detach(), stds[1], stds[2])
     tol2 = RESIDUAL_TOL ** 2 + rel_noise
@@ -53,7 +62,7 @@ def _consistency(lr12, lr23, sig12, stds, rel_noise):
 
 def robust_edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, config: EstimatorConfig,
                       noise: torch.Tensor):
-    """Sparse sigma and its confidence at the edge pixels, with the three-scale consistency test.
+    """Sparse sigma and its propagation confidence at the edge pixels.
 
     Parameters
     ----------
@@ -64,20 +73,21 @@ def robust_edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, confi
     edges : torch.Tensor
         ``(B, 1, H, W)`` bool edge mask.
     config : EstimatorConfig
-        Supplies ``std1``, ``std2``, ``sigma_max`` and ``structure_scale``.
+        Supplies ``std1``, ``std2`` and ``sigma_max``.
     noise : torch.Tensor
         ``(B,)`` white-noise std of each image (:func:`~defocus_xai.defocus.noise.noise_level`):
-        its expected gradient energy is removed at each scale, widens the residual tolerance, and
-        moves sigma from the ``(std1, std2)`` pair towards the ``(std2, std3)`` pair where the
-        former's log-ratio noise variance exceeds ``NOISE_VAR``.
+        its expected gradient energy is removed at each scale, and sigma moves from the ``(std1,
+        std2)`` pair towards the ``(std2, std3)`` pair where the former's log-ratio noise variance
+        exceeds ``NOISE_VAR``.
 
     Returns
     -------
     sparse, confidence : torch.Tensor
-        ``(B, 1, H, W)`` each: sigma at edge pixels, at least ``SIGMA_FLOOR`` (zero elsewhere,
-        differentiable) and the weight ``w_struct * exp(-(r12^2 + r23^2) / tol^2)`` (no gradient),
-        where ``r12`` is how far the ``(std1, std2)`` ratio lies beyond a perfect step and ``r23``
-        the departure of the ``(std2, std3)`` ratio from the one the ``(std1, std2)`` sigma predicts.
+        ``(B, 1, H, W)`` each: at edge pixels, the window median of ``(w / 2) ratio + (1 - w / 2)
+        profile fit`` (``w``: the three-scale step test), each at least ``SIGMA_FLOOR`` (zero
+        elsewhere, differentiable), and the boundary weight
+        ``exp(-(log(ahead / behind) / BOUNDARY_TOL)^2)`` of the side medians (no gradient; 1 where
+        a side has no edge pixel).
 
     Examples
     --------
@@ -88,11 +98,24 @@ def robust_edge_sigma(d: torch.Tensor, scales: tuple, edges: torch.Tensor, confi
     >>> robust_edge_sigma(d, (0, 1, 2), no_edges, EstimatorConfig(), torch.zeros(1))[1].sum()
     tensor(0.)
     """
-    return _scatter_at_edges(d, edges, lambda idx: _robust_sigma_and_weight(d, scales, idx, config, noise))
+    return _scatter_at_edges(d, edges, lambda idx: _consensus(d, scales, idx, config, noise))
 
 
-def _robust_sigma_and_weight(d, scales, idx, config: EstimatorConfig, noise):
-    """Sigma (floored, differentiable) and confidence (no gradient) at the edge pixels ``idx``."""
+def _consensus(d, scales, idx, config: EstimatorConfig, noise):
+    """Window median of the ratio's and the fit's sigma, mixed by the step test; the boundary weight."""
+    B, _, _, H, W = d.shape
+    sig_ratio, step_like, normal = _robust_sigma(d, scales, idx, config, noise)
+    sig_fit = profile_sigma(d, scales[0], idx, normal, sig_ratio, config.std1, config.sigma_max)
+    share = 0.5 * step_like
+    sig = share * sig_ratio + (1.0 - share) * sig_fit.clamp_min(SIGMA_FLOOR)
+    ahead, behind = side_medians(sig, idx, (B, H, W), normal, SIDE_WINDOW)
+    step = torch.nan_to_num(torch.log(ahead / behind), nan=0.0)
+    return edge_median(sig, idx, (B, H, W), CONSENSUS_WINDOW), torch.exp(-(step / BOUNDARY_TOL) ** 2)
+
+
+def _robust_sigma(d, scales, idx, config: EstimatorConfig, noise):
+    """Sigma of the ratio (floored, differentiable) and the unit normal (``(2, K)``, no gradient)
+    at the edge pixels ``idx``."""
     H, W = d.shape[-2:]
     stds = (config.std1, config.std2, STD3_FACTOR * config.std2)
     c, dxs, dys = _cross_derivatives(d, scales, idx)
@@ -113,8 +136,6 @@ def _robust_sigma_and_weight(d, scales, idx, config: EstimatorConfig, noise):
     alpha = NOISE_VAR / (NOISE_VAR + rel_noise[0] + rel_noise[1])
     sig = alpha * sig12 + (1.0 - alpha) * sig23
     with torch.no_grad():
-        w = _consistency(lr12, lr23, sig12, stds, sum(rel_noise))
-        m2c, _, itt2, int2 = frames[1]
-        w_struct = _structure_weight(itt2, int2, m2c, stds[1] ** 2, config.structure_scale)
-        conf = w_struct * w.clamp_min(MIN_CONFIDENCE)
-    return sig.clamp_min(SIGMA_FLOOR), conf
+        step_like = _consistency(lr12, lr23, sig12, stds, sum(rel_noise))
+        normal = c[2:4] / c[2:4].norm(dim=0).clamp_min(1e-30)
+    return sig.clamp_min(SIGMA_FLOOR), step_like, normal
