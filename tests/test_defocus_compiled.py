@@ -1,4 +1,5 @@
-"""The estimator's compiled CPU path (``compiled=True``) against the eager code, its fallback and switch;
+"""The estimator's compiled CPU path (``compiled=True``) against the eager code, its fallback and switch,
+the formulations of its graphs (run eagerly) against the eager functions, the CPU runner's output copies;
 the reference recipe's running-sum box filter."""
 
 import warnings
@@ -6,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import defocus_xai as dx
 from tests.test_defocus import layered_scene
@@ -26,6 +28,85 @@ def test_compiled_path_matches_eager():
     assert float((fast.sparse - eager.sparse)[both].abs().max()) < 1e-3
     assert float((fast.dense - eager.dense).abs().median()) < 1e-4
     assert float((fast.dense - eager.dense).abs().max()) < 0.1
+
+
+def _scene_gray(n=64, seeds=(0, 1)):
+    x = torch.from_numpy(np.stack([layered_scene(n, seed=s)[0] for s in seeds]))[:, None]
+    return (x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+
+
+def test_dense_graph_formulas_match_the_eager_functions():
+    # The compiled graphs' formulations, run eagerly: derivatives with their replicated frame,
+    # suppression, dense sigma and weight against the gather at the edge pixels, and the maps.
+    from defocus_xai.defocus import fast_graphs as fg
+    from defocus_xai.defocus import EstimatorConfig
+    from defocus_xai.defocus.edges import canny_from_gradients, hysteresis, non_maximum_suppression
+    from defocus_xai.defocus.filters import _pad, _taps, gaussian_derivatives
+    from defocus_xai.defocus.fused import _eager_maps
+    from defocus_xai.defocus.ratio import edge_sigma
+
+    cfg = EstimatorConfig(size=None)
+    gray = _scene_gray()
+    uniq, where = (1.5, 2.0), (0, 0, 1)
+    taps = tuple(_taps(s, 10, gray.dtype) for s in uniq)
+    with torch.no_grad():
+        framed = fg.derivatives(_pad(gray, 10, 10), taps, where)
+        d = gaussian_derivatives(gray, uniq)
+        want = [d[:, i, j:j + 1] for i in (0, 0, 1) for j in (0, 1)]
+        for got, ref in zip(framed, want):
+            assert torch.equal(got, F.pad(ref, (2, 2, 2, 2), mode="replicate"))
+        mag, peaks, sigma, weight = fg.front(*framed, cfg)
+        gx, gy = want[0], want[1]
+        assert torch.equal(peaks, non_maximum_suppression(gx, gy, mag))
+        edges = canny_from_gradients(gx, gy, mag, edge_sigma=1.5, low=cfg.low_threshold,
+                                     high=cfg.high_threshold, min_contrast=cfg.min_contrast)
+        assert int(edges.sum()) > 200 and bool(edges[..., :2, :].any())   # border pixels too
+        sparse, conf = edge_sigma(d, (0, 1), edges, cfg)
+        assert float((sigma - sparse)[edges].abs().max()) < 1e-5
+        assert float((weight - conf)[edges].abs().max()) < 1e-5
+        strong, weak = fg.hysteresis_inputs(mag, peaks, cfg)
+        assert torch.equal(hysteresis(strong, weak), edges)
+        coef, fast_sparse = fg.back(sigma, weight, edges, gray, _taps(1.0, 3, None)[0], cfg)
+        ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
+        dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0, cfg.sigma_max)
+        e_dense, e_sparse, _ = _eager_maps(cfg, gray, uniq, where)
+    assert float((fast_sparse - e_sparse).abs().max()) < 1e-5
+    assert float((dense - e_dense).abs().max()) < 1e-4
+
+
+def test_graph_helpers_match_torch():
+    from defocus_xai.defocus import fast_graphs as fg
+
+    x = torch.randn(2, 3, 17, 12, generator=torch.Generator().manual_seed(1))
+    for dim, pad in ((-1, (3, 3, 0, 0)), (-2, (0, 0, 3, 3))):
+        assert torch.equal(fg._reflect(x, 3, dim), F.pad(x, pad, mode="reflect"))
+        assert torch.equal(fg._replicate(x, 3, dim), F.pad(x, pad, mode="replicate"))
+    assert torch.equal(fg._zero_frame(x), F.pad(x, (1, 1, 1, 1)))
+    sums, count = fg._pool_sums(x)
+    want = F.avg_pool2d(x, 2, ceil_mode=True)
+    assert torch.allclose(sums / count, want, atol=1e-6) and count[-1, -1] == 2 and count[0, 0] == 4
+    for rows in (torch.rand(3, 22351), torch.randint(0, 9, (2, 1000)).float(), torch.rand(1, 5)):
+        got, ref = fg.percentile_99(rows), torch.quantile(rows, 0.99, dim=1)
+        assert torch.allclose(got, ref, rtol=2e-7, atol=0)        # within one float32 ulp
+
+
+def test_cpu_runner_copies_parts_in_place_without_gradients():
+    from defocus_xai.defocus.chunks import run_in_cpu_chunks
+
+    x = torch.randn(23, 4, 5, 5)
+    fn = lambda b: (b * 2, (b > 0).sum((1, 2, 3)), b[:, :1].double())     # noqa: E731
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            got = run_in_cpu_chunks(fn, x, pixels=299 * 299)
+        want = fn(x)
+        assert all(torch.equal(g, w) and g.dtype == w.dtype for g, w in zip(got, want))
+        y = x.clone().requires_grad_(True)
+        run_in_cpu_chunks(lambda b: (b * 3,), y, pixels=299 * 299)[0].sum().backward()
+        assert torch.equal(y.grad, torch.full_like(x, 3.0))
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_compiled_path_falls_back_to_eager(monkeypatch):

@@ -27,7 +27,8 @@ def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = No
     Each chunk runs single-threaded torch ops, the chunks concurrently in ``torch.get_num_threads()``
     worker threads (a batch smaller than ``CPU_CHUNK`` times the thread count is cut so that every
     worker gets a chunk). The torch thread count is set to 1 for the duration of the call and
-    restored afterwards; calls are serialized by a lock so that they cannot interleave.
+    restored afterwards; calls are serialized by a lock so that they cannot interleave. Without
+    gradients, every worker copies its part into the outputs itself (no serial concatenation).
 
     Parameters
     ----------
@@ -57,25 +58,41 @@ def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = No
         per = int(pixels or (batch.shape[-2] * batch.shape[-1] if batch.dim() >= 3 else 1))
         chunk = max(1, min(CPU_CHUNK, CHUNK_PIXELS // max(per, 1)))
         size = max(1, min(chunk, -(-n // n_threads)))         # every worker gets a chunk
-        chunks = [batch[i:i + size] for i in range(0, n, size)]
-        workers = min(n_threads, len(chunks))
+        starts = range(0, n, size)
+        workers = min(n_threads, len(starts))
         grad = torch.is_grad_enabled()
+        concatenate = grad or len(starts) == 1     # autograd needs the parts; one part is it
+        out: list = []
+        out_lock = threading.Lock()
 
-        def run(chunk):
+        def run(start):
             with torch.set_grad_enabled(grad):
-                return fn(chunk)
+                part = fn(batch[start:start + size])
+            if concatenate:
+                return part
+            # Without gradients, each worker copies its part into the outputs (allocated by the
+            # first part to finish): no serial concatenation of the whole batch after the workers.
+            with out_lock:
+                if not out:
+                    out.extend(torch.empty((n,) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device)
+                               for t in part)
+            for o, t in zip(out, part):
+                o[start:start + t.shape[0]].copy_(t)
+            return None
 
         if n_threads > 1:
             torch.set_num_threads(1)
         try:
             if workers > 1:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
-                    parts = list(pool.map(run, chunks))
+                    parts = list(pool.map(run, starts))
             else:
-                parts = [fn(c) for c in chunks]
+                parts = [run(s) for s in starts]
         finally:
             if n_threads > 1:
                 torch.set_num_threads(n_threads)
+    if not concatenate:
+        return tuple(out)
     if len(parts) == 1:
         return parts[0]
     return tuple(torch.cat(t) for t in zip(*parts))

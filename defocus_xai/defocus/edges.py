@@ -58,28 +58,32 @@ def non_maximum_suppression(gx: torch.Tensor, gy: torch.Tensor, mag: torch.Tenso
     with torch.no_grad():
         if mag is None:
             mag = torch.sqrt(gx * gx + gy * gy)
-        H, W = mag.shape[-2:]
-        pad = F.pad(mag, (1, 1, 1, 1), value=0.0)
+        return _suppress(gx, gy, mag, F.pad(mag, (1, 1, 1, 1), value=0.0))
 
-        def nb(dy: int, dx: int) -> torch.Tensor:     # neighbour at (y + dy, x + dx), a view
-            return pad[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
 
-        ax, ay = gx.abs(), gy.abs()
-        horiz = ax >= ay
-        t = torch.minimum(ax, ay) / torch.maximum(ax, ay).clamp_min(1e-30)
-        u = 1 - t
-        # The gradient (sx, sy) = (sign gx, sign gy) (0 counting as +) and its opposite share
-        # the same two interpolated neighbours with forward and backward swapped: compute them
-        # for the direction with sx = +1 ("a" forward, "b" backward) and swap where gx < 0.
-        flip = gx < 0
-        down = (gy >= 0) != flip                      # sy of that direction is +1
-        a = u * torch.where(horiz, nb(0, 1), torch.where(down, nb(1, 0), nb(-1, 0))) \
-            + t * torch.where(down, nb(1, 1), nb(-1, 1))
-        b = u * torch.where(horiz, nb(0, -1), torch.where(down, nb(-1, 0), nb(1, 0))) \
-            + t * torch.where(down, nb(-1, -1), nb(1, -1))
-        fwd = torch.where(flip, b, a)
-        bwd = torch.where(flip, a, b)
-        return (mag > 0) & (mag >= fwd) & (mag > bwd)
+def _suppress(gx, gy, mag, pad):
+    """:func:`non_maximum_suppression` given ``pad``, ``mag`` with a one-pixel frame of zeros."""
+    H, W = mag.shape[-2:]
+
+    def nb(dy: int, dx: int) -> torch.Tensor:     # neighbour at (y + dy, x + dx), a view
+        return pad[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+
+    ax, ay = gx.abs(), gy.abs()
+    horiz = ax >= ay
+    t = torch.minimum(ax, ay) / torch.maximum(ax, ay).clamp_min(1e-30)
+    u = 1 - t
+    # The gradient (sx, sy) = (sign gx, sign gy) (0 counting as +) and its opposite share
+    # the same two interpolated neighbours with forward and backward swapped: compute them
+    # for the direction with sx = +1 ("a" forward, "b" backward) and swap where gx < 0.
+    flip = gx < 0
+    down = (gy >= 0) != flip                      # sy of that direction is +1
+    a = u * torch.where(horiz, nb(0, 1), torch.where(down, nb(1, 0), nb(-1, 0))) \
+        + t * torch.where(down, nb(1, 1), nb(-1, 1))
+    b = u * torch.where(horiz, nb(0, -1), torch.where(down, nb(-1, 0), nb(1, 0))) \
+        + t * torch.where(down, nb(-1, -1), nb(1, -1))
+    fwd = torch.where(flip, b, a)
+    bwd = torch.where(flip, a, b)
+    return (mag > 0) & (mag >= fwd) & (mag > bwd)
 
 
 def hysteresis(strong: torch.Tensor, weak: torch.Tensor, max_iter: int = 10_000) -> torch.Tensor:
@@ -195,21 +199,32 @@ def edge_thresholds(mag: torch.Tensor, *, low: float = DEFAULT_LOW, high: float 
     True
     """
     with torch.no_grad():
-        B = mag.shape[0]
-        flat = mag.reshape(B, -1)
-        # Subsample large images for the percentile (deterministic stride, cheap sort).
-        step = max(1, flat.shape[1] // 20000)
-        ref = torch.quantile(flat[:, ::step].to(torch.float32), _QUANTILE, dim=1)
-        floor = min_contrast / (math.sqrt(2 * math.pi) * edge_sigma)
-        lo = torch.clamp_min(low * ref, floor)
-        hi = torch.clamp_min(high * ref, floor)
-        if noise is not None:
-            g = noise.to(torch.float32) / (math.sqrt(8 * math.pi) * edge_sigma ** 2)
-            lo, hi = torch.maximum(lo, NOISE_LOW * g), torch.maximum(hi, NOISE_HIGH * g)
-        lo = lo.to(mag.dtype).view(B, 1, 1, 1)
-        hi = hi.to(mag.dtype).view(B, 1, 1, 1)
-        hi = torch.maximum(hi, lo)
-        return lo, hi
+        ref = torch.quantile(_percentile_sample(mag), _QUANTILE, dim=1)
+        return _thresholds_from(ref, mag, low=low, high=high, min_contrast=min_contrast,
+                                edge_sigma=edge_sigma, noise=noise)
+
+
+def _percentile_sample(mag: torch.Tensor) -> torch.Tensor:
+    """``(B, N)`` float32 values of ``mag`` for the per-image percentile: large images subsampled with a
+    deterministic stride (at most about 20,000 values, a cheap sort)."""
+    flat = mag.reshape(mag.shape[0], -1)
+    step = max(1, flat.shape[1] // 20000)
+    return flat[:, ::step].to(torch.float32)
+
+
+def _thresholds_from(ref, mag, *, low, high, min_contrast, edge_sigma, noise=None):
+    """:func:`edge_thresholds` from the per-image 99th percentiles ``ref`` ``(B,)`` of ``mag``."""
+    B = mag.shape[0]
+    floor = min_contrast / (math.sqrt(2 * math.pi) * edge_sigma)
+    lo = torch.clamp_min(low * ref, floor)
+    hi = torch.clamp_min(high * ref, floor)
+    if noise is not None:
+        g = noise.to(torch.float32) / (math.sqrt(8 * math.pi) * edge_sigma ** 2)
+        lo, hi = torch.maximum(lo, NOISE_LOW * g), torch.maximum(hi, NOISE_HIGH * g)
+    lo = lo.to(mag.dtype).view(B, 1, 1, 1)
+    hi = hi.to(mag.dtype).view(B, 1, 1, 1)
+    hi = torch.maximum(hi, lo)
+    return lo, hi
 
 
 def canny(gray: torch.Tensor, *, edge_sigma: float = 1.5, low: float = DEFAULT_LOW,

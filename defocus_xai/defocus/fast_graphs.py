@@ -1,0 +1,219 @@
+"""The three graphs of the compiled CPU path (:mod:`.fused`), written for ``torch.compile``'s C++ backend.
+
+The eager code's formulas, arranged so that inductor vectorizes every loop with plain vector loads:
+
+* :func:`derivatives`: the filter chains, each map with a frame of two replicated pixels;
+* :func:`front`: gradient magnitude, non-maximum suppression, and the ratio's sigma and straight-edge
+  weight at every pixel (the 5-point cross derivatives of :func:`~.ratio._cross_derivatives` as
+  shifted views of the framed maps); the eager code's gather at the edge pixels, scatter and
+  ``nonzero`` are replaced by a ``where`` in :func:`back`;
+* :func:`back`: the guided propagation on the half-resolution grid, borders reflected by
+  concatenating flipped slices (inductor leaves reflected indices scalar), 2 x 2 block sums adding
+  row pairs first.
+
+Between them, eager: the thresholds (:func:`percentile_99`, ``topk`` instead of a sort) and hysteresis.
+Tolerance against the eager maps: ``docs/estimator.md`` ("Compiled CPU path").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import EstimatorConfig
+from .edges import _percentile_sample, _suppress, _thresholds_from
+from .filters import _fma_chain, _symmetric_1d
+from .ratio import _sigma_and_weight
+
+__all__ = ["derivatives", "front", "back", "hysteresis_inputs", "percentile_99"]
+
+
+def percentile_99(flat: torch.Tensor) -> torch.Tensor:
+    """The 99th percentile of each row of ``flat`` ``(B, N)``, with linear interpolation between the two
+    order statistics around rank ``0.99 (N - 1)`` (``torch.quantile``'s definition, within one ulp);
+    the two come from ``topk`` of the top 1 %, not from a sort.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.rand(2, 1000)
+    >>> bool((percentile_99(x) - torch.quantile(x, 0.99, dim=1)).abs().max() < 1e-6)
+    True
+    """
+    n = flat.shape[1]
+    rank = np.float32(0.99) * np.float32(n - 1)             # float32, as torch.quantile's ranks
+    below, above = int(np.floor(rank)), int(np.ceil(rank))
+    top = torch.topk(flat, n - below, dim=1).values           # descending: position n - 1 - r
+    lo, hi = top[:, n - 1 - below], top[:, n - 1 - above]
+    return torch.lerp(lo, hi, float(rank - np.float32(below)))
+
+
+def _replicate(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """``x`` padded by ``r`` copies of its first and last slices along ``dim`` (a concatenation:
+    inductor copies it once, and the shifted views of it are plain vector loads)."""
+    n = x.shape[dim]
+    lo, hi = x.narrow(dim, 0, 1), x.narrow(dim, n - 1, 1)
+    return torch.cat([lo] * r + [x] + [hi] * r, dim)
+
+
+def _five_point(p: torch.Tensor, dim: int) -> torch.Tensor:
+    """5-point central difference along ``dim`` of a map padded there by two pixels on each side
+    (times ``1 / 12`` rather than divided by 12: within one rounding, and vector divisions are slow)."""
+    n = p.shape[dim] - 4
+    v = {k: p.narrow(dim, 2 + k, n) for k in (-2, -1, 1, 2)}
+    return (8.0 * (v[1] - v[-1]) - (v[2] - v[-2])) * (1.0 / 12.0)
+
+
+def _zero_frame(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with a one-pixel frame of zeros, as a concatenation (see :func:`_replicate`)."""
+    col = torch.zeros_like(x[..., :1])
+    x = torch.cat([col, x, col], -1)
+    row = torch.zeros_like(x[..., :1, :])
+    return torch.cat([row, x, row], -2)
+
+
+def _derivatives(padded: torch.Tensor, taps: tuple, wanted, frame: int) -> dict:
+    """``{(scale, horizontal order, vertical order): (B, 1, H + 2 f, W + 2 f)}``: the multiply-add
+    chains of :func:`~.filters._chains` for the ``wanted`` triples, each map its own tensor, with a
+    frame of ``f = frame`` replicated pixels (the row chains' border columns copied, the column
+    chains evaluated at clamped rows: the same arithmetic as at the border pixels themselves)."""
+    L = len(taps[0][0])
+    H, W = padded.shape[-2] - L + 1, padded.shape[-1] - L + 1
+    at = torch.arange(-frame, H + frame, device=padded.device).clamp(0, H - 1)
+    rows, out = {}, {}
+    for i, h, v in wanted:
+        if (i, h) not in rows:
+            row = _fma_chain(lambda j: padded[..., j:j + W], taps[i][h])
+            rows[(i, h)] = _replicate(row, frame, -1)
+        row = rows[(i, h)]
+        out[(i, h, v)] = _fma_chain(lambda j: row.index_select(-2, at + j), taps[i][v])
+    return out
+
+
+def derivatives(padded: torch.Tensor, taps: tuple, scales: tuple) -> tuple:
+    """``(gx, gy, Ix1, Iy1, Ix2, Iy2)``: the first derivatives at the edge scale and at the re-blur
+    pair (``scales``: their indices in ``taps``) of a reflect-padded gray batch, each with a frame of
+    two replicated pixels (one graph, compiled with contracted multiply-adds, as the eager filter
+    chains compute them)."""
+    ie, i1, i2 = scales
+    d = _derivatives(padded, taps, [(i, h, v) for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1))], 2)
+    return tuple(d[(i, h, v)] for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1)))
+
+
+def front(gx, gy, ix1, iy1, ix2, iy2, cfg: EstimatorConfig):
+    """``(mag, peaks, sigma, weight)`` from :func:`derivatives` (one graph, compiled without
+    contracted multiply-adds, as the eager code rounds them: the suppression's ties stay ties).
+
+    ``mag`` and ``peaks`` are the gradient magnitude at the edge scale and its non-maximum
+    suppression; ``sigma`` and ``weight`` the ratio's sigma and the straight-edge weight at every
+    pixel.
+    """
+    H, W = gx.shape[-2] - 4, gx.shape[-1] - 4
+    gx, gy = gx[..., 2:H + 2, 2:W + 2], gy[..., 2:H + 2, 2:W + 2]
+    frame = _zero_frame(torch.sqrt(gx * gx + gy * gy))
+    mag = frame[..., 1:H + 1, 1:W + 1]         # from the frame: the same values as its neighbours
+    c, dxs, dys = [], [], []
+    for p in (ix1, iy1, ix2, iy2):
+        c.append(p[..., 2:H + 2, 2:W + 2])
+        dxs.append(_five_point(p[..., 2:H + 2, :], -1))
+        dys.append(_five_point(p[..., :, 2:W + 2], -2))
+    sigma, weight = _sigma_and_weight(c, dxs, dys, cfg)
+    return mag, _suppress(gx, gy, mag, frame), sigma, weight
+
+
+def hysteresis_inputs(mag: torch.Tensor, peaks: torch.Tensor, cfg: EstimatorConfig):
+    """``(strong, weak)``: the suppressed gradient against :func:`~.edges.edge_thresholds`' two
+    thresholds, their percentile from :func:`percentile_99` (eager: ``topk`` is a library call)."""
+    lo, hi = _thresholds_from(percentile_99(_percentile_sample(mag)), mag, low=cfg.low_threshold,
+                              high=cfg.high_threshold, min_contrast=cfg.min_contrast,
+                              edge_sigma=cfg.edge_sigma)
+    return peaks & (mag >= hi), peaks & (mag >= lo)
+
+
+def _reflect(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    """Reflect padding by ``0 < r < size`` along ``dim`` (the edge value not repeated, as
+    :func:`~.filters._pad`), from flipped slices."""
+    n = x.shape[dim]
+    return torch.cat([x.narrow(dim, 1, r).flip(dim), x, x.narrow(dim, n - 1 - r, r).flip(dim)], dim)
+
+
+def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """:func:`~.filters.box_filter` (short windows: shifted sums, reflect padding)."""
+    k = 2 * radius + 1
+    out = x
+    for dim in (-1, -2):
+        p = _reflect(out, radius, dim)
+        n = out.shape[dim]
+        acc = p.narrow(dim, 0, n) + p.narrow(dim, 1, n)
+        for j in range(2, k):
+            acc = acc + p.narrow(dim, j, n)
+        out = acc
+    return out * (1.0 / (k * k))
+
+
+def _blur(x: torch.Tensor, w: tuple) -> torch.Tensor:
+    """:func:`~.filters.gaussian_blur` with the (short, symmetric) kernel ``w``, reflect padding."""
+    r = len(w) // 2
+    return _symmetric_1d(_reflect(_symmetric_1d(_reflect(x, r, -1), w, -1), r, -2), w, -2)
+
+
+def _pool_sums(x: torch.Tensor) -> tuple:
+    """Sums over ``2 x 2`` blocks (zero-padded at the bottom and right; rows first, so that every
+    load is a plain vector load but the last) and the number of pixels in each block."""
+    H, W = x.shape[-2:]
+    ph, pw = H % 2, W % 2
+    xp = F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+    rows = xp[..., 0::2, :] + xp[..., 1::2, :]
+    s = rows[..., 0::2] + rows[..., 1::2]
+    h, w = s.shape[-2:]
+    ny = torch.full((h, 1), 2.0, dtype=x.dtype, device=x.device)
+    nx = torch.full((1, w), 2.0, dtype=x.dtype, device=x.device)
+    if ph:
+        ny[-1] = 1.0
+    if pw:
+        nx[0, -1] = 1.0
+    return s, ny * nx
+
+
+def _fill(num: torch.Tensor, den: torch.Tensor, w: tuple) -> torch.Tensor:
+    """:func:`~.propagation.normalized_fill` of the pooled sums ``num = sum s c`` and ``den = sum c``."""
+    levels = [_blur(torch.cat([num, den], 1), w)]
+    while min(levels[-1].shape[-2:]) > 1:
+        s, count = _pool_sums(levels[-1])
+        levels.append(s * (4.0 / count))        # partial blocks rescaled to sums over four pixels
+    top = levels[-1]
+    num_t, den_t = top[:, :1], top[:, 1:]
+    val = torch.where(den_t > 0, num_t / den_t.clamp_min(1e-12), torch.zeros_like(num_t))
+    if val.shape[-2:] != (1, 1):
+        tot = den_t.sum((-2, -1), keepdim=True)
+        val = torch.where(tot > 0, num_t.sum((-2, -1), keepdim=True) / tot.clamp_min(1e-12),
+                          torch.zeros_like(tot))
+    for lvl in reversed(levels[:-1]):
+        up = (val.expand(*val.shape[:-2], *lvl.shape[-2:]) if val.shape[-2:] == (1, 1) else
+              F.interpolate(val, size=lvl.shape[-2:], mode="bilinear", align_corners=False))
+        n, d = lvl[:, :1], lvl[:, 1:]
+        w = d.clamp(0.0, 1.0)
+        val = torch.where(d > 0, w * (n / d.clamp_min(1e-12)) + (1 - w) * up, up)
+    return val
+
+
+def back(sigma: torch.Tensor, weight: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor,
+         blur: tuple, cfg: EstimatorConfig):
+    """``(coefficients, sparse)`` (one graph): sigma and weight kept at the edges, then the guided
+    propagation (``subsample`` 2) up to the guided filter's box-averaged linear coefficients
+    ``(B, 2, h, w)`` on the half-resolution grid; ``blur``: the fill's Gaussian taps. The caller
+    upsamples them and applies them to the gray image (``F.interpolate`` is faster eager)."""
+    sparse = torch.where(edges, sigma, torch.zeros_like(sigma))
+    conf = torch.where(edges, weight, torch.zeros_like(weight))
+    (num, count), (den, _), (small, _) = (_pool_sums(t) for t in (sparse * conf, conf, gray))
+    num, den, small = num / count, den / count, small / count      # block means
+    dk = den * 4.0
+    filled = _fill(num / den.clamp_min(1e-12) * dk, dk, blur)
+    r = max(1, round(cfg.guided_radius / 2))
+    m = _box_mean(torch.cat([small, filled, small * filled, small * small], 1), r)
+    mean_i, mean_p, corr_ip, corr_ii = m[:, :1], m[:, 1:2], m[:, 2:3], m[:, 3:]
+    var_i = (corr_ii - mean_i * mean_i).clamp_min(0.0)
+    a = (corr_ip - mean_i * mean_p) / (var_i + cfg.guided_eps)
+    b = mean_p - a * mean_i
+    return _box_mean(torch.cat([a, b], 1), r), sparse
