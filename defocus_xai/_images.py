@@ -153,8 +153,42 @@ def as_image_batch(images: Any, *, device: str | torch.device | None = None,
     >>> as_image_batch(np.zeros((32, 48, 3), np.uint8)).shape
     torch.Size([1, 3, 32, 48])
     """
+    return _convert(images, device, name, check=True)[0]
+
+
+def as_image_batch_unchecked(images: Any, *, device: str | torch.device | None = None,
+                             name: str = "images") -> tuple[torch.Tensor, str | None]:
+    """:func:`as_image_batch` with the range check of floating point input left to the caller.
+
+    For a caller that reads the batch anyway and can take its minimum and maximum on the way (the
+    estimator's compiled path): it then calls :func:`check_extremes`, or :func:`check_range`.
+
+    Returns
+    -------
+    batch : torch.Tensor
+        As :func:`as_image_batch`'s, not yet checked nor clamped when ``unchecked`` is set.
+    unchecked : str or None
+        The input's description when the range check is still due (floating point input of three
+        channels; one-channel input is checked before it is expanded), else ``None``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai._images import as_image_batch_unchecked, check_range
+    >>> x, unchecked = as_image_batch_unchecked(torch.full((1, 3, 4, 4), 2.0))
+    >>> unchecked
+    'torch tensor of shape (1, 3, 4, 4) and dtype torch.float32'
+    >>> check_range(x, "images", unchecked)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: images: floating point images must lie in [0, 1], found values in [2, 2] in ...
+    """
+    return _convert(images, device, name, check=False)
+
+
+def _convert(images: Any, device, name: str, check: bool) -> tuple[torch.Tensor, str | None]:
+    """:func:`as_image_batch` (``check``) or :func:`as_image_batch_unchecked`."""
     if isinstance(images, (list, tuple)):
-        return _stack_list(images, device, name)
+        return _stack_list(images, device, name), None
     if not isinstance(images, (torch.Tensor, np.ndarray)):
         if hasattr(images, "mode") and hasattr(images, "size") and hasattr(images, "getbands"):
             images = _pil_to_numpy(images, name)
@@ -171,13 +205,13 @@ def as_image_batch(images: Any, *, device: str | torch.device | None = None,
         t, needs_range_check = _tensor_to_float(images, name, original)
     if device is not None:
         t = t.to(device)
-    if needs_range_check:
-        t = _checked_range(t, name, original)
+    if needs_range_check and (check or t.shape[1] != 3):
+        t, needs_range_check = check_range(t, name, original), False
     if t.shape[-1] == 0 or t.shape[-2] == 0 or t.shape[0] == 0:
         raise ValueError(f"{name}: got a zero-size image in {original}.")
     if t.shape[1] == 1:
         t = t.expand(-1, 3, -1, -1)
-    return t.contiguous()
+    return t.contiguous(), (original if needs_range_check else None)
 
 
 def _stack_list(images, device, name: str) -> torch.Tensor:
@@ -216,24 +250,54 @@ def _tensor_to_float(t: torch.Tensor, name: str, original: str) -> tuple[torch.T
     raise TypeError(f"{name}: unsupported dtype in {original}; pass uint8, uint16 or float in [0, 1].")
 
 
-def _checked_range(t: torch.Tensor, name: str, original: str) -> torch.Tensor:
-    """Refuse NaN, infinity and values outside ``[0, 1]`` (beyond the tolerance); clamp the rest."""
+def check_range(t: torch.Tensor, name: str, original: str) -> torch.Tensor:
+    """Refuse NaN, infinity and values outside ``[0, 1]`` (beyond the tolerance); clamp the rest.
+
+    The range check of :func:`as_image_batch` for a batch from :func:`as_image_batch_unchecked`
+    (``original``: its description of the input).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai._images import check_range
+    >>> float(check_range(torch.tensor([[[[1.0 + 1e-7]]]]), "images", "a tensor").max())
+    1.0
+    """
     with torch.no_grad():
         # One pass: min and max propagate NaN, and an infinity is an extremum.
-        lo_t, hi_t = torch.aminmax(t)
-        lo, hi = float(lo_t), float(hi_t)
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            n_bad = int((~torch.isfinite(t)).sum())
-            raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
+        lo, hi = (float(v) for v in torch.aminmax(t))
+    _refuse(lo, hi, t, name, original)
+    if lo < 0.0 or hi > 1.0:
+        t = t.clamp(0.0, 1.0)
+    return t
+
+
+def check_extremes(extremes: torch.Tensor, t: torch.Tensor, name: str, original: str) -> None:
+    """:func:`check_range`'s errors from ``extremes`` ``(B, 2)``, the minimum and maximum of each
+    sample of ``t`` taken by its caller (NaN where the sample holds one); no clamping.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai._images import check_extremes
+    >>> check_extremes(torch.tensor([[0.0, 1.0], [0.2, 0.5]]), torch.zeros(2, 3, 4, 4), "images", "a")
+    """
+    with torch.no_grad():
+        lo, hi = float(extremes[:, 0].min()), float(extremes[:, 1].max())
+    _refuse(lo, hi, t, name, original)
+
+
+def _refuse(lo: float, hi: float, t: torch.Tensor, name: str, original: str) -> None:
+    """The range errors of :func:`check_range`, given the minimum and maximum of ``t``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        n_bad = int((~torch.isfinite(t.detach())).sum())
+        raise ValueError(f"{name}: {n_bad} NaN or infinite value(s) in {original}.")
     if lo < -_RANGE_TOL or hi > 1.0 + _RANGE_TOL:
         raise ValueError(
             f"{name}: floating point images must lie in [0, 1], found values in [{lo:.6g}, {hi:.6g}] "
             f"in {original}. Scale them to [0, 1] (e.g. (x + 1) / 2 for [-1, 1], x / 255 for "
             "0..255), or pass uint8 images, which are divided by 255."
         )
-    if lo < 0.0 or hi > 1.0:
-        t = t.clamp(0.0, 1.0)
-    return t
 
 
 def to_gray(batch: torch.Tensor) -> torch.Tensor:

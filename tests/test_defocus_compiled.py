@@ -15,7 +15,7 @@ from tests.test_defocus import layered_scene
 
 @pytest.mark.slow
 def test_compiled_path_matches_eager():
-    # Compiles two graphs (about a minute on a cold cache); the tolerance is docs/estimator.md's.
+    # Compiles four graphs (about a minute on a cold cache); the tolerance is docs/estimator.md's.
     x = torch.from_numpy(np.stack([layered_scene(64, seed=s)[0] for s in (0, 1)]))
     noise = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     x = (x[:, None].expand(2, 3, 64, 64) + 0.01 * noise).clamp(0, 1)
@@ -28,50 +28,95 @@ def test_compiled_path_matches_eager():
     assert float((fast.sparse - eager.sparse)[both].abs().max()) < 1e-3
     assert float((fast.dense - eager.dense).abs().median()) < 1e-4
     assert float((fast.dense - eager.dense).abs().max()) < 0.1
+    # the range check runs inside the graphs here: the same errors as the eager path's
+    for value, message in ((float("nan"), "1 NaN or infinite"), (1.5, r"found values in \[")):
+        bad = x.clone()
+        bad[1, 2, 7, 9] = value
+        with pytest.raises(ValueError, match=message), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dx.estimate_defocus(bad, size=None, compiled=True)
 
 
-def _scene_gray(n=64, seeds=(0, 1)):
+def _scene_rgb(n=64, seeds=(0, 1)):
     x = torch.from_numpy(np.stack([layered_scene(n, seed=s)[0] for s in seeds]))[:, None]
-    return (x + 0.01 * torch.randn(x.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    noise = torch.randn(len(seeds), 3, n, n, generator=torch.Generator().manual_seed(3))
+    return (x + 0.01 * noise).clamp(0, 1)
 
 
-def test_dense_graph_formulas_match_the_eager_functions():
-    # The compiled graphs' formulations, run eagerly: derivatives with their replicated frame,
-    # suppression, dense sigma and weight against the gather at the edge pixels, and the maps.
+def test_graph_formulas_match_the_eager_functions():
+    # The compiled graphs' formulations, run eagerly: gray and the range check's extremes, the
+    # derivatives with their replicated frame, suppression, sigma and weight gathered at the edge
+    # pixels and their block sums, and the maps.
+    from defocus_xai._images import to_gray
     from defocus_xai.defocus import fast_graphs as fg
     from defocus_xai.defocus import EstimatorConfig
     from defocus_xai.defocus.edges import canny_from_gradients, hysteresis, non_maximum_suppression
-    from defocus_xai.defocus.filters import _pad, _taps, gaussian_derivatives
+    from defocus_xai.defocus.filters import _taps, gaussian_derivatives
     from defocus_xai.defocus.fused import _eager_maps
     from defocus_xai.defocus.ratio import edge_sigma
 
     cfg = EstimatorConfig(size=None)
-    gray = _scene_gray()
+    x = _scene_rgb()
     uniq, where = (1.5, 2.0), (0, 0, 1)
-    taps = tuple(_taps(s, 10, gray.dtype) for s in uniq)
+    taps = tuple(_taps(s, 10, x.dtype) for s in uniq)
     with torch.no_grad():
-        framed = fg.derivatives(_pad(gray, 10, 10), taps, where)
+        gray, checks, *framed = fg.derivatives(x, taps, where)
+        assert torch.equal(gray, to_gray(x))
+        assert torch.equal(checks, torch.stack([x.amin((1, 2, 3)), x.amax((1, 2, 3))], 1))
         d = gaussian_derivatives(gray, uniq)
         want = [d[:, i, j:j + 1] for i in (0, 0, 1) for j in (0, 1)]
         for got, ref in zip(framed, want):
             assert torch.equal(got, F.pad(ref, (2, 2, 2, 2), mode="replicate"))
-        mag, peaks, sigma, weight = fg.front(*framed, cfg)
+        mag, peaks = fg.front(framed[0], framed[1])
         gx, gy = want[0], want[1]
-        assert torch.equal(peaks, non_maximum_suppression(gx, gy, mag))
+        assert peaks.dtype == torch.uint8
+        assert torch.equal(peaks.bool(), non_maximum_suppression(gx, gy, mag))
         edges = canny_from_gradients(gx, gy, mag, edge_sigma=1.5, low=cfg.low_threshold,
                                      high=cfg.high_threshold, min_contrast=cfg.min_contrast)
         assert int(edges.sum()) > 200 and bool(edges[..., :2, :].any())   # border pixels too
-        sparse, conf = edge_sigma(d, (0, 1), edges, cfg)
-        assert float((sigma - sparse)[edges].abs().max()) < 1e-5
-        assert float((weight - conf)[edges].abs().max()) < 1e-5
         strong, weak = fg.hysteresis_inputs(mag, peaks, cfg)
         assert torch.equal(hysteresis(strong, weak), edges)
-        coef, fast_sparse = fg.back(sigma, weight, edges, gray, _taps(1.0, 3, None)[0], cfg)
+        sparse, conf = edge_sigma(d, (0, 1), edges, cfg)
+        idx = edges.reshape(-1).nonzero().squeeze(1)
+        sigma, weight, product, block = fg.at_edges(*framed[2:], idx, cfg)
+        assert float((sigma - sparse.reshape(-1)[idx]).abs().max()) < 1e-6
+        assert float((weight - conf.reshape(-1)[idx]).abs().max()) < 1e-6
+        sums = torch.zeros(2, 2 * 32 * 32).index_add_(1, block, torch.stack([product, weight]))
+        sums = sums.view(2, 2, 1, 32, 32)
+        for got, ref in zip(sums, (sparse * conf, conf)):
+            assert torch.allclose(got, F.avg_pool2d(ref, 2) * 4, atol=1e-6)
+        coef = fg.back(sums, gray, _taps(1.0, 3, None)[0], cfg)
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0, cfg.sigma_max)
-        e_dense, e_sparse, _ = _eager_maps(cfg, gray, uniq, where)
-    assert float((fast_sparse - e_sparse).abs().max()) < 1e-5
+        e_dense, e_sparse, e_edges, e_checks = _eager_maps(cfg, x, uniq, where)
+    assert torch.equal(e_edges, edges.float()) and torch.equal(e_checks, checks)
+    assert torch.equal(e_sparse, sparse)
     assert float((dense - e_dense).abs().max()) < 1e-4
+
+
+def test_range_check_from_extremes_matches_as_image_batch():
+    from defocus_xai._images import as_image_batch, as_image_batch_unchecked, check_extremes
+
+    bad = torch.rand(3, 3, 8, 8)
+    bad[1, 2, 3, 4] = 1.5
+    nan = torch.rand(2, 3, 8, 8)
+    nan[0, 0, 0, :3] = float("nan")
+    for x in (bad, nan, torch.rand(2, 3, 8, 8) - 1.0):
+        with pytest.raises(ValueError) as want:
+            as_image_batch(x)
+        t, unchecked = as_image_batch_unchecked(x)
+        assert unchecked is not None
+        extremes = torch.stack([t.amin((1, 2, 3)), t.amax((1, 2, 3))], 1)
+        with pytest.raises(ValueError) as got:
+            check_extremes(extremes, t, "images", unchecked)
+        assert str(got.value) == str(want.value)
+    ok = torch.rand(2, 3, 8, 8)
+    t, unchecked = as_image_batch_unchecked(ok)
+    check_extremes(torch.stack([t.amin((1, 2, 3)), t.amax((1, 2, 3))], 1), t, "images", unchecked)
+    # uint8 needs no check; one-channel float input is checked before it is expanded
+    assert as_image_batch_unchecked(np.zeros((4, 4, 3), np.uint8))[1] is None
+    with pytest.raises(ValueError, match="1 NaN"):
+        as_image_batch_unchecked(torch.tensor([[float("nan"), 0.5]]))
 
 
 def test_graph_helpers_match_torch():
@@ -125,6 +170,21 @@ def test_compiled_path_falls_back_to_eager(monkeypatch):
         with pytest.warns(RuntimeWarning, match="compiled path failed"):
             fast = dx.estimate_defocus(x, size=None, compiled=True)
     assert torch.equal(fast.dense, eager.dense) and torch.equal(fast.edges, eager.edges)
+    # the range check, deferred to the chunks on this path, refuses as as_image_batch does
+    bad = x.clone()
+    bad[0, 1, 5, 5] = 1.5
+    with pytest.raises(ValueError) as want:
+        dx.estimate_defocus(bad, size=None)
+    with pytest.raises(ValueError) as got, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dx.estimate_defocus(bad, size=None, compiled=True)
+    assert "found values in [" in str(want.value) and str(got.value) == str(want.value)
+    slightly = x.clone()
+    slightly[0, 0, :4, :4] = 1.0 + 1e-7            # within the tolerance: clamped, as eager
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(dx.estimate_defocus(slightly, size=None, compiled=True).dense,
+                           dx.estimate_defocus(slightly, size=None).dense)
     # with gradients the compiled path is not taken: the maps stay differentiable
     img = x.clone().requires_grad_(True)
     dx.estimate_defocus(img, size=None, compiled=True).dense.sum().backward()

@@ -15,12 +15,12 @@ import torch
 import torch.nn as nn
 
 from .._device import resolve_device
-from .._images import as_image_batch, to_gray
+from .._images import as_image_batch_unchecked, check_extremes, check_range, to_gray
 from .chunks import run_in_cpu_chunks
 from .config import EstimatorConfig
 from .edges import canny_from_gradients
 from .filters import DEFAULT_TRUNCATE, gaussian_derivatives
-from .fused import compile_requested, fused_maps
+from .fused import compile_requested, fused_applies, fused_maps
 from .propagation import guided_propagation
 from .noise import noise_level
 from .ratio import edge_sigma
@@ -53,15 +53,12 @@ def _config_from(config: EstimatorConfig | None, settings: dict) -> EstimatorCon
     return config
 
 
-def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor, compiled: bool = False):
+def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
     """``(dense, sparse, edges)`` of the corrected recipes (``"ours"``, ``"robust"``) for a
-    ``(B, 3, H, W)`` batch (``compiled``: through :mod:`.fused` where it applies)."""
+    ``(B, 3, H, W)`` batch."""
     x = resize_batch(batch, cfg.size)
     gray = to_gray(x)
     robust = cfg.recipe == "robust"
-    if (compiled and not robust and cfg.propagation == "guided" and gray.device.type == "cpu"
-            and not torch.is_grad_enabled()):
-        return fused_maps(cfg, gray)
     scales = [cfg.edge_sigma, cfg.std1, cfg.std2] + ([STD3_FACTOR * cfg.std2] if robust else [])
     uniq = sorted(set(scales))
     # First derivatives of all scales in one separable filtering (B, S, 2, H, W).
@@ -170,18 +167,26 @@ def estimate_defocus(images, config: EstimatorConfig | None = None, *, device=No
     (torch.Size([1, 1, 64, 64]), True)
     """
     cfg = _config_from(config, settings)
-    batch = as_image_batch(images, device=resolve_device(device, like=images))
+    batch, unchecked = as_image_batch_unchecked(images, device=resolve_device(device, like=images))
+    grid = cfg.grid or tuple(batch.shape[-2:])
+    fast = (batch.device.type == "cpu" and compile_requested(compiled) and fused_applies(cfg, grid))
+    if unchecked is not None and not (fast and grid == tuple(batch.shape[-2:])):
+        batch, unchecked = check_range(batch, "images", unchecked), None
     note = upscale_note(batch.shape[-2:], cfg.size)
     if note is not None:
         warnings.warn(f"estimate_defocus: {note}; pass a smaller size= or larger images.",
                       UserWarning, stacklevel=_caller_stacklevel())
     if cfg.recipe == "reference":
         dense, sparse, edges = _maps_reference(cfg, batch)
+    elif fast:
+        # The compiled path takes the range check's minimum and maximum on its way through the batch.
+        dense, sparse, edges, checks = run_in_cpu_chunks(
+            lambda b: fused_maps(cfg, resize_batch(b, cfg.size)), batch, pixels=grid[0] * grid[1])
+        if unchecked is not None:
+            check_extremes(checks, batch, "images", unchecked)
     elif batch.device.type == "cpu":
-        grid = cfg.grid or tuple(batch.shape[-2:])
-        dense, sparse, edges = run_in_cpu_chunks(
-            partial(_maps_ours, cfg, compiled=compile_requested(compiled)), batch,
-            pixels=grid[0] * grid[1])
+        dense, sparse, edges = run_in_cpu_chunks(partial(_maps_ours, cfg), batch,
+                                                 pixels=grid[0] * grid[1])
     else:
         dense, sparse, edges = _maps_ours(cfg, batch)
     edgeless = edges.flatten(1).sum(1) == 0

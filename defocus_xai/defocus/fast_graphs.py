@@ -1,17 +1,18 @@
-"""The three graphs of the compiled CPU path (:mod:`.fused`), written for ``torch.compile``'s C++ backend.
+"""The four graphs of the compiled CPU path (:mod:`.fused`), written for ``torch.compile``'s C++ backend.
 
 The eager code's formulas, arranged so that inductor vectorizes every loop with plain vector loads:
 
-* :func:`derivatives`: the filter chains, each map with a frame of two replicated pixels;
-* :func:`front`: gradient magnitude, non-maximum suppression, and the ratio's sigma and straight-edge
-  weight at every pixel (the 5-point cross derivatives of :func:`~.ratio._cross_derivatives` as
-  shifted views of the framed maps); the eager code's gather at the edge pixels, scatter and
-  ``nonzero`` are replaced by a ``where`` in :func:`back`;
-* :func:`back`: the guided propagation on the half-resolution grid, borders reflected by
-  concatenating flipped slices (inductor leaves reflected indices scalar), 2 x 2 block sums adding
-  row pairs first.
+* :func:`derivatives`: from the RGB chunk, the gray image, each sample's extremes (the input range
+  check) and the filter chains, each map with a frame of two replicated pixels;
+* :func:`front`: gradient magnitude and non-maximum suppression (``uint8`` out);
+* :func:`at_edges`: the ratio's sigma and straight-edge weight at the edge pixels only (dynamic in
+  their number), the eager gather of :func:`~.ratio._cross_derivatives` as indirect loads;
+* :func:`back`: the guided propagation on the half-resolution grid from the block sums of the edge
+  values, borders reflected by concatenating flipped slices (inductor leaves reflected indices
+  scalar), 2 x 2 block sums adding row pairs first.
 
-Between them, eager: the thresholds (:func:`percentile_99`, ``topk`` instead of a sort) and hysteresis.
+Between them, eager: the thresholds (:func:`percentile_99`, ``topk`` instead of a sort), hysteresis,
+``nonzero`` of the edges and the scatters of the edge values (:func:`.fused._edge_values`).
 Tolerance against the eager maps: ``docs/estimator.md`` ("Compiled CPU path").
 """
 
@@ -26,7 +27,7 @@ from .edges import _percentile_sample, _suppress, _thresholds_from
 from .filters import _fma_chain, _symmetric_1d
 from .ratio import _sigma_and_weight
 
-__all__ = ["derivatives", "front", "back", "hysteresis_inputs", "percentile_99"]
+__all__ = ["derivatives", "front", "hysteresis_inputs", "at_edges", "back", "percentile_99"]
 
 
 def percentile_99(flat: torch.Tensor) -> torch.Tensor:
@@ -91,43 +92,76 @@ def _derivatives(padded: torch.Tensor, taps: tuple, wanted, frame: int) -> dict:
     return out
 
 
-def derivatives(padded: torch.Tensor, taps: tuple, scales: tuple) -> tuple:
-    """``(gx, gy, Ix1, Iy1, Ix2, Iy2)``: the first derivatives at the edge scale and at the re-blur
-    pair (``scales``: their indices in ``taps``) of a reflect-padded gray batch, each with a frame of
-    two replicated pixels (one graph, compiled with contracted multiply-adds, as the eager filter
-    chains compute them)."""
+def derivatives(x: torch.Tensor, taps: tuple, scales: tuple) -> tuple:
+    """``(gray, checks, gx, gy, Ix1, Iy1, Ix2, Iy2)`` of an RGB batch ``x`` ``(B, 3, H, W)`` (one graph,
+    compiled with contracted multiply-adds, as the eager filter chains compute them).
+
+    ``gray``: the mean of the channels of ``x`` clamped to ``[0, 1]`` (the clamp of
+    :func:`~defocus_xai._images.check_range`, a no-op on a checked batch); ``checks`` ``(B, 2)``:
+    the minimum and maximum of each sample of ``x`` before the clamp, for the caller's range check
+    (:func:`~defocus_xai._images.check_extremes`); then the first derivatives at the edge scale and
+    at the re-blur pair (``scales``: their indices in ``taps``) of ``gray`` reflect-padded by the
+    kernels' radius, each with a frame of two replicated pixels.
+    """
+    checks = torch.stack([x.amin((1, 2, 3)), x.amax((1, 2, 3))], 1)
+    gray = x.clamp(0.0, 1.0).mean(1, keepdim=True)
+    r = len(taps[0][0]) // 2
+    padded = _reflect(_reflect(gray, r, -1), r, -2)
     ie, i1, i2 = scales
     d = _derivatives(padded, taps, [(i, h, v) for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1))], 2)
-    return tuple(d[(i, h, v)] for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1)))
+    return (gray, checks) + tuple(d[(i, h, v)] for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1)))
 
 
-def front(gx, gy, ix1, iy1, ix2, iy2, cfg: EstimatorConfig):
-    """``(mag, peaks, sigma, weight)`` from :func:`derivatives` (one graph, compiled without
-    contracted multiply-adds, as the eager code rounds them: the suppression's ties stay ties).
-
-    ``mag`` and ``peaks`` are the gradient magnitude at the edge scale and its non-maximum
-    suppression; ``sigma`` and ``weight`` the ratio's sigma and the straight-edge weight at every
-    pixel.
+def front(gx: torch.Tensor, gy: torch.Tensor):
+    """``(mag, peaks)`` from the edge scale's framed derivatives of :func:`derivatives` (one graph,
+    compiled without contracted multiply-adds, as the eager code rounds them: the suppression's ties
+    stay ties): the gradient magnitude and its non-maximum suppression, the latter as ``uint8``
+    0 / 1 (inductor writes a ``bool`` result element by element, which took twice the time of the
+    rest of the graph; :func:`hysteresis_inputs` reads it back as ``bool`` without a copy).
     """
     H, W = gx.shape[-2] - 4, gx.shape[-1] - 4
     gx, gy = gx[..., 2:H + 2, 2:W + 2], gy[..., 2:H + 2, 2:W + 2]
     frame = _zero_frame(torch.sqrt(gx * gx + gy * gy))
     mag = frame[..., 1:H + 1, 1:W + 1]         # from the frame: the same values as its neighbours
+    return mag, _suppress(gx, gy, mag, frame).to(torch.uint8)
+
+
+def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, cfg: EstimatorConfig):
+    """``(sigma, weight, sigma * weight, block)`` ``(K,)`` at the flat indices ``idx`` into ``(B, H, W)``
+    from the re-blur pair's framed derivatives of :func:`derivatives` (one graph, dynamic in ``K``);
+    ``block``: the flat index of each pixel's ``2 x 2`` block on the ``(B, ceil(H/2), ceil(W/2))`` grid.
+
+    The eager gather of :func:`~.ratio._cross_derivatives` (a 5-point cross per channel) as indirect
+    loads fused with the eager code's own ``_sigma_and_weight``; no clamping: the frame's replicated
+    pixels are the clamped ones.
+    """
+    Hp, Wp = ix1.shape[-2:]
+    H, W = Hp - 4, Wp - 4
+    b = idx // (H * W)
+    rem = idx - b * (H * W)
+    y = rem // W
+    x = rem - y * W
+    centre = b * (Hp * Wp) + (y + 2) * Wp + x + 2
     c, dxs, dys = [], [], []
     for p in (ix1, iy1, ix2, iy2):
-        c.append(p[..., 2:H + 2, 2:W + 2])
-        dxs.append(_five_point(p[..., 2:H + 2, :], -1))
-        dys.append(_five_point(p[..., :, 2:W + 2], -2))
+        flat = p.reshape(-1)
+        v = [flat[centre + o] for o in (0, -2, -1, 1, 2, -2 * Wp, -Wp, Wp, 2 * Wp)]
+        c.append(v[0])
+        dxs.append((8.0 * (v[3] - v[2]) - (v[4] - v[1])) / 12.0)
+        dys.append((8.0 * (v[7] - v[6]) - (v[8] - v[5])) / 12.0)
     sigma, weight = _sigma_and_weight(c, dxs, dys, cfg)
-    return mag, _suppress(gx, gy, mag, frame), sigma, weight
+    h, w = (H + 1) // 2, (W + 1) // 2
+    return sigma, weight, sigma * weight, b * (h * w) + (y // 2) * w + x // 2
 
 
 def hysteresis_inputs(mag: torch.Tensor, peaks: torch.Tensor, cfg: EstimatorConfig):
-    """``(strong, weak)``: the suppressed gradient against :func:`~.edges.edge_thresholds`' two
-    thresholds, their percentile from :func:`percentile_99` (eager: ``topk`` is a library call)."""
+    """``(strong, weak)``: the suppressed gradient (:func:`front`'s ``peaks``) against
+    :func:`~.edges.edge_thresholds`' two thresholds, their percentile from :func:`percentile_99`
+    (eager: ``topk`` is a library call)."""
     lo, hi = _thresholds_from(percentile_99(_percentile_sample(mag)), mag, low=cfg.low_threshold,
                               high=cfg.high_threshold, min_contrast=cfg.min_contrast,
                               edge_sigma=cfg.edge_sigma)
+    peaks = peaks.view(torch.bool)              # front's uint8 0 / 1, reinterpreted
     return peaks & (mag >= hi), peaks & (mag >= lo)
 
 
@@ -198,16 +232,15 @@ def _fill(num: torch.Tensor, den: torch.Tensor, w: tuple) -> torch.Tensor:
     return val
 
 
-def back(sigma: torch.Tensor, weight: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor,
-         blur: tuple, cfg: EstimatorConfig):
-    """``(coefficients, sparse)`` (one graph): sigma and weight kept at the edges, then the guided
-    propagation (``subsample`` 2) up to the guided filter's box-averaged linear coefficients
-    ``(B, 2, h, w)`` on the half-resolution grid; ``blur``: the fill's Gaussian taps. The caller
-    upsamples them and applies them to the gray image (``F.interpolate`` is faster eager)."""
-    sparse = torch.where(edges, sigma, torch.zeros_like(sigma))
-    conf = torch.where(edges, weight, torch.zeros_like(weight))
-    (num, count), (den, _), (small, _) = (_pool_sums(t) for t in (sparse * conf, conf, gray))
-    num, den, small = num / count, den / count, small / count      # block means
+def back(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, cfg: EstimatorConfig) -> torch.Tensor:
+    """The guided propagation (``subsample`` 2) up to the guided filter's box-averaged linear
+    coefficients ``(B, 2, h, w)`` on the half-resolution grid (one graph), from ``sums``
+    ``(2, B, 1, h, w)``: the sums of ``sparse * confidence`` and of ``confidence`` over the ``2 x 2``
+    blocks (:func:`at_edges`' values added up by block); ``blur``: the fill's Gaussian taps. The
+    caller upsamples the coefficients and applies them to the gray image (``F.interpolate`` is
+    faster eager)."""
+    small, count = _pool_sums(gray)
+    num, den, small = sums[0] / count, sums[1] / count, small / count      # block means
     dk = den * 4.0
     filled = _fill(num / den.clamp_min(1e-12) * dk, dk, blur)
     r = max(1, round(cfg.guided_radius / 2))
@@ -216,4 +249,4 @@ def back(sigma: torch.Tensor, weight: torch.Tensor, edges: torch.Tensor, gray: t
     var_i = (corr_ii - mean_i * mean_i).clamp_min(0.0)
     a = (corr_ip - mean_i * mean_p) / (var_i + cfg.guided_eps)
     b = mean_p - a * mean_i
-    return _box_mean(torch.cat([a, b], 1), r), sparse
+    return _box_mean(torch.cat([a, b], 1), r)

@@ -1,5 +1,5 @@
 """The estimator's compiled CPU path: the graphs of :mod:`.fast_graphs` compiled by ``torch.compile``
-(inductor, C++), the thresholds, hysteresis and the final upsampling eager.
+(inductor, C++); the thresholds, hysteresis, the scatters of the edge values and the final upsampling eager.
 
 Opt-in (``estimate_defocus(..., compiled=True)`` or ``DEFOCUS_XAI_COMPILE=1``), CPU inference only, recipe
 ``"ours"`` with guided propagation (half-resolution, short kernels); anything else, or a failed
@@ -17,14 +17,15 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from .._images import to_gray
 from .config import EstimatorConfig
 from .edges import canny_from_gradients, hysteresis
-from .fast_graphs import back, derivatives, front, hysteresis_inputs
-from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _pad, _taps, gaussian_derivatives
+from .fast_graphs import at_edges, back, derivatives, front, hysteresis_inputs
+from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps, gaussian_derivatives
 from .propagation import guided_propagation
 from .ratio import edge_sigma
 
-__all__ = ["compile_requested", "fused_maps", "COMPILE_ENV"]
+__all__ = ["compile_requested", "fused_applies", "fused_maps", "COMPILE_ENV"]
 
 #: Environment variable that turns the compiled path on when ``compiled=None`` (``1`` / ``0``).
 COMPILE_ENV = "DEFOCUS_XAI_COMPILE"
@@ -49,25 +50,33 @@ def compile_requested(compiled: bool | None) -> bool:
 
 def _call(fn, *args):
     """``fn(*args)`` compiled once per input signature (first call under a lock: compilation is not
-    thread-safe); ``None`` after a failed compilation (a warning the first time)."""
+    thread-safe); ``None`` after a failed compilation (a warning the first time). :func:`at_edges` is
+    compiled dynamic in the number of edge pixels (its ``idx``, at least two)."""
     if _FAILED:
         return None
-    key = (fn.__name__,) + tuple((tuple(a.shape), a.dtype) if torch.is_tensor(a) else a
-                                 for a in args)
+    dynamic = fn is at_edges
+    key = (fn.__name__,) + tuple((tuple(a.shape[dynamic and a.dim() == 1:]), a.dtype)
+                                 if torch.is_tensor(a) else a for a in args)
+    if dynamic:
+        torch._dynamo.mark_dynamic(args[4], 0)
     if key in _READY:
         return _COMPILED[fn](*args)
     with _LOCK:
         try:
             if fn not in _COMPILED:
-                _COMPILED[fn] = torch.compile(fn, dynamic=False, fullgraph=True)
+                _COMPILED[fn] = torch.compile(fn, dynamic=None if dynamic else False, fullgraph=True)
             from torch._inductor import config as inductor_config
 
             # Contracted multiply-adds where the eager code computes them so (the filter chains),
-            # not in the front graph: its suppression compares magnitudes that the eager code
-            # rounds product by product, and its ties (pixel-aligned edges) must break alike.
-            contract = "off" if fn is front else "fast"
+            # not in the front graph (its suppression compares magnitudes that the eager code
+            # rounds product by product, and its ties, on pixel-aligned edges, must break alike)
+            # nor at the edge pixels (the eager ratio rounds them so too).
+            contract = "off" if fn in (front, at_edges) else "fast"
+            # at_edges: its indices come from nonzero on the same grid; no per-load bounds check.
             with inductor_config.patch({"cpp.enable_floating_point_contract_flag": contract,
-                                        "cpp_wrapper": True}):
+                                        "cpp_wrapper": True,
+                                        "assert_indirect_indexing": not dynamic}), \
+                    torch._dynamo.config.patch(automatic_dynamic_shapes=False):
                 out = _COMPILED[fn](*args)
         except Exception as exc:  # no C++ compiler, unsupported op, ...: the eager code is exact
             _FAILED.append(repr(exc))
@@ -78,58 +87,113 @@ def _call(fn, *args):
         return out
 
 
-def fused_maps(cfg: EstimatorConfig, gray: torch.Tensor):
-    """``(dense, sparse, edges)`` of recipe ``"ours"`` (guided propagation) through the compiled stages.
-
-    Parameters
-    ----------
-    cfg : EstimatorConfig
-        Recipe ``"ours"``, propagation ``"guided"``.
-    gray : torch.Tensor
-        ``(B, 1, H, W)`` float gray image on the estimator's grid, CPU.
-
-    Returns
-    -------
-    dense, sparse, edges : torch.Tensor
-        As the eager estimator's, within the tolerance of ``docs/estimator.md``; no gradient.
+def fused_applies(cfg: EstimatorConfig, grid: tuple) -> bool:
+    """Whether :func:`fused_maps` runs the graphs for ``cfg`` on a ``grid = (H, W)`` (CPU, no
+    gradient): recipe ``"ours"``, guided propagation at half resolution with the short (shift-add)
+    blur and box kernels of the eager code, a half-resolution grid larger than them.
 
     Examples
     --------
     >>> import torch
     >>> from defocus_xai.defocus import EstimatorConfig
-    >>> img = torch.zeros(1, 1, 32, 32); img[..., 16:] = 1.0
-    >>> dense, sparse, edges = fused_maps(EstimatorConfig(size=None), img)  # doctest: +SKIP
+    >>> with torch.no_grad():
+    ...     fused_applies(EstimatorConfig(), (299, 299)), fused_applies(EstimatorConfig(), (8, 8))
+    (True, False)
+    >>> fused_applies(EstimatorConfig(), (299, 299))        # with gradients: the eager code
+    False
+    """
+    r = max(_blur_radius(cfg), max(1, round(cfg.guided_radius / 2)))
+    return (cfg.recipe == "ours" and cfg.propagation == "guided" and not torch.is_grad_enabled()
+            and cfg.subsample == 2 and cfg.fill_std > 0 and 2 * r + 1 <= _SHIFT_TAPS
+            and min(grid) // 2 > 2 * r and min(grid) > _radius(cfg))
+
+
+def fused_maps(cfg: EstimatorConfig, x: torch.Tensor):
+    """``(dense, sparse, edges, checks)`` of recipe ``"ours"`` (guided propagation) through the
+    compiled graphs, where :func:`fused_applies`.
+
+    Parameters
+    ----------
+    cfg : EstimatorConfig
+        Recipe ``"ours"``, propagation ``"guided"``.
+    x : torch.Tensor
+        ``(B, 3, H, W)`` float RGB batch on the estimator's grid, CPU, in the library's convention
+        but possibly not range-checked yet: its values are clamped to ``[0, 1]`` first.
+
+    Returns
+    -------
+    dense, sparse, edges : torch.Tensor
+        As the eager estimator's, within the tolerance of ``docs/estimator.md``; no gradient.
+    checks : torch.Tensor
+        ``(B, 2)``: the minimum and maximum of each sample of ``x`` before the clamp, for
+        :func:`~defocus_xai._images.check_extremes`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai.defocus import EstimatorConfig
+    >>> img = torch.zeros(1, 3, 32, 32); img[..., 16:] = 1.0
+    >>> dense, sparse, edges, checks = fused_maps(EstimatorConfig(size=None), img)  # doctest: +SKIP
     """
     scales = [cfg.edge_sigma, cfg.std1, cfg.std2]
     uniq = tuple(sorted(set(scales)))
     where = tuple(uniq.index(s) for s in scales)
     with torch.no_grad():
-        radius = int(math.ceil(DEFAULT_TRUNCATE * max(uniq)))
-        taps = tuple(_taps(s, radius, gray.dtype) for s in uniq)
-        maps = None
-        if _supported(cfg, gray):
-            maps = _call(derivatives, _pad(gray, radius, radius), taps, where)
-            if maps is not None:
-                maps = _call(front, *maps, cfg)
-        if maps is not None:
-            mag, peaks, sigma, weight = maps
-            edges = hysteresis(*hysteresis_inputs(mag, peaks, cfg))
-            blur = _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0]
-            maps = _call(back, sigma, weight, edges, gray, blur, cfg)
-        if maps is None:
-            return _eager_maps(cfg, gray, uniq, where)
-        coef, sparse = maps
+        taps = tuple(_taps(s, _radius(cfg), x.dtype) for s in uniq)
+        out = _compiled_maps(cfg, x, taps, where)
+        if out is None:
+            return _eager_maps(cfg, x, uniq, where)
+        coef, sparse, edges, gray, checks = out
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp_(0.0, cfg.sigma_max)
-    return dense, sparse, edges.to(gray.dtype)
+    return dense, sparse, edges, checks
 
 
-def _supported(cfg: EstimatorConfig, gray: torch.Tensor) -> bool:
-    """Whether the compiled graphs cover ``cfg`` and the grid: half-resolution propagation with the
-    short (shift-add) blur and box kernels of the eager code, a half-resolution grid larger than them."""
-    r = max(_blur_radius(cfg), max(1, round(cfg.guided_radius / 2)))
-    return (cfg.subsample == 2 and cfg.fill_std > 0 and 2 * r + 1 <= _SHIFT_TAPS
-            and min(gray.shape[-2:]) // 2 > 2 * r)
+def _radius(cfg: EstimatorConfig) -> int:
+    """Radius of the derivative kernels (the largest scale's)."""
+    return int(math.ceil(DEFAULT_TRUNCATE * max(cfg.edge_sigma, cfg.std1, cfg.std2)))
+
+
+def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tuple):
+    """``(coefficients, sparse, edges, gray, checks)`` through the graphs (the guided filter's
+    coefficients on the half-resolution grid); ``None`` after a failed compilation."""
+    maps = _call(derivatives, x, taps, where)
+    front_out = None if maps is None else _call(front, maps[2], maps[3])
+    if front_out is None:
+        return None
+    edges = hysteresis(*hysteresis_inputs(*front_out, cfg))
+    values = _edge_values(cfg, maps[4:], edges)
+    if values is None:
+        return None
+    blur = _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0]
+    coef = _call(back, values[1], maps[0], blur, cfg)
+    return None if coef is None else (coef, values[0], values[2], maps[0], maps[1])
+
+
+def _edge_values(cfg: EstimatorConfig, pair: tuple, edges: torch.Tensor):
+    """``(sparse, sums, edge map)``: sigma at the edge pixels ``(B, 1, H, W)`` (zero elsewhere), the
+    sums of ``sigma * weight`` and of the straight-edge weight over the ``2 x 2`` blocks
+    ``(2, B, 1, h, w)``, from :func:`at_edges` (the re-blur pair's framed derivatives ``pair``), and
+    ``edges`` as 0 / 1 floats (written at the edge pixels: cheaper than a conversion of the mask);
+    ``None`` after a failed compilation."""
+    B, _, H, W = edges.shape
+    h, w = (H + 1) // 2, (W + 1) // 2
+    idx = edges.reshape(-1).nonzero().squeeze(1)
+    sparse = torch.zeros(B * H * W, dtype=pair[0].dtype)
+    edge_map = torch.zeros(B * H * W, dtype=pair[0].dtype)
+    sums = torch.zeros(2, B * h * w, dtype=pair[0].dtype)
+    k = idx.numel()
+    if k > 0:
+        # at least two indices (a dynamic size of 1 would be specialized): the one pixel twice
+        values = _call(at_edges, *pair, idx.repeat(2) if k == 1 else idx, cfg)
+        if values is None:
+            return None
+        sigma, weight, product, block = (v[:k] for v in values)
+        sparse.index_put_((idx,), sigma)
+        edge_map.index_fill_(0, idx, 1.0)
+        sums[0].index_add_(0, block, product)
+        sums[1].index_add_(0, block, weight)
+    return sparse.view(B, 1, H, W), sums.view(2, B, 1, h, w), edge_map.view(B, 1, H, W)
 
 
 def _blur_radius(cfg: EstimatorConfig) -> int:
@@ -137,9 +201,13 @@ def _blur_radius(cfg: EstimatorConfig) -> int:
     return max(1, int(math.ceil(3.0 * (cfg.fill_std / 2))))
 
 
-def _eager_maps(cfg: EstimatorConfig, gray: torch.Tensor, uniq: tuple, where: tuple):
-    """The eager estimator's ``(dense, sparse, edges)`` (recipe ``"ours"``, guided propagation), for the
-    settings the graphs do not cover and after a failed compilation."""
+def _eager_maps(cfg: EstimatorConfig, x: torch.Tensor, uniq: tuple, where: tuple):
+    """The eager estimator's ``(dense, sparse, edges)`` (recipe ``"ours"``, guided propagation) and
+    :func:`fused_maps`' ``checks``, after a failed compilation."""
+    checks = torch.stack([x.amin((1, 2, 3)), x.amax((1, 2, 3))], 1)
+    if bool((checks[:, 0] < 0).any() | (checks[:, 1] > 1).any()):
+        x = x.clamp(0.0, 1.0)          # as check_range (beyond its tolerance, the caller refuses x)
+    gray = to_gray(x)
     ie, i1, i2 = where
     d = gaussian_derivatives(gray, uniq, truncate=DEFAULT_TRUNCATE)
     gx, gy = d[:, ie, 0:1], d[:, ie, 1:2]
@@ -149,4 +217,4 @@ def _eager_maps(cfg: EstimatorConfig, gray: torch.Tensor, uniq: tuple, where: tu
     sparse, conf = edge_sigma(d, (i1, i2), edges, cfg)
     dense = guided_propagation(sparse, conf, gray, fill_std=cfg.fill_std, radius=cfg.guided_radius,
                                eps=cfg.guided_eps, subsample=cfg.subsample)
-    return dense.clamp(0.0, cfg.sigma_max), sparse, edges.to(gray.dtype)
+    return dense.clamp(0.0, cfg.sigma_max), sparse, edges.to(gray.dtype), checks
