@@ -25,6 +25,7 @@ from .propagation import guided_propagation
 from .noise import noise_level
 from .ratio import edge_sigma
 from .robust import STD3_FACTOR, robust_edge_sigma
+from .robust_luma import luma
 from .resize import resize_batch, upscale_note
 from .result import DefocusResult
 
@@ -57,8 +58,9 @@ def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
     """``(dense, sparse, edges)`` of the corrected recipes (``"ours"``, ``"robust"``) for a
     ``(B, 3, H, W)`` batch."""
     x = resize_batch(batch, cfg.size)
-    gray = to_gray(x)
     robust = cfg.recipe == "robust"
+    # "robust": JPEG's full-resolution luma, free of the subsampled chroma's blur (robust_luma).
+    gray = luma(x) if robust else to_gray(x)
     scales = [cfg.edge_sigma, cfg.std1, cfg.std2] + ([STD3_FACTOR * cfg.std2] if robust else [])
     uniq = sorted(set(scales))
     # First derivatives of all scales in one separable filtering (B, S, 2, H, W).

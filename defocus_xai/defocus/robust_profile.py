@@ -15,7 +15,8 @@ import math
 
 import torch
 
-__all__ = ["profile_sigma", "PROFILE_HALF_WIDTH", "PROFILE_STEP", "NEIGHBOURS_PER_SIDE"]
+__all__ = ["profile_sigma", "PROFILE_HALF_WIDTH", "PROFILE_STEP", "NEIGHBOURS_PER_SIDE", "ITERATIONS",
+           "CONVERGED"]
 
 #: Half-width (px) of the sampled normal profile.
 PROFILE_HALF_WIDTH = 8.0
@@ -25,8 +26,14 @@ PROFILE_STEP = 1.0
 NEIGHBOURS_PER_SIDE = 1
 #: An extremum is a step when its |g| is at least this fraction of the edge's own peak.
 MIN_RELATIVE_PEAK = 0.1
-#: Levenberg-Marquardt iterations.
+#: Levenberg-Marquardt iterations (at most; the DefocusSynth v2 accuracy is the same with 6).
 ITERATIONS = 6
+#: An edge pixel's fit has converged when an accepted step changes its variance by less than this
+#: fraction (a sigma change below 0.002 px at the floor).
+CONVERGED = 1e-2
+#: Relative ridge of the normal equations of the gradient step (keeps it finite where two modelled steps
+#: meet).
+GN_RIDGE = 1e-4
 
 
 def _sample_profiles(d, chan, idx, normal, t):
@@ -92,61 +99,77 @@ def _gauss_terms(u, v, e):
 
 
 def _model(t, a, tau, p, e):
-    """``sum_k a_k phi(t - tau_k; p)`` (``(K, T)``) and its Jacobian (``(K, T, 2 M + 1)``) over
-    ``(a, tau, p)``, ``p`` the variance ``sigma^2 + std^2`` shared by all steps."""
+    """``sum_k a_k phi(t - tau_k; p)`` (``(K, T)``) and its transposed Jacobian (``(K, 2 M + 1, T)``)
+    over ``(a, tau, p)``, ``p`` the variance ``sigma^2 + std^2`` shared by all steps."""
     u = t.view(1, 1, -1) - tau.unsqueeze(-1)
     phi, dphi_du, dphi_dp = _gauss_terms(u, p, e)
     au = a.unsqueeze(-1)
-    J = torch.cat([phi, -au * dphi_du, (au * dphi_dp).sum(1, keepdim=True)], 1).transpose(1, 2)
-    return (au * phi).sum(1), J
+    Jt = torch.cat([phi, -au * dphi_du, (au * dphi_dp).sum(1, keepdim=True)], 1)
+    return (au * phi).sum(1), Jt
 
 
 def _unused_parameters(mask, dtype):
     """``(off, keep)``: 1 on the diagonal of the absent steps' parameters (``(K, 2 M + 1)``) and the
-    column mask that zeroes their Jacobian (``(K, 1, 2 M + 1)``)."""
+    row mask that zeroes their transposed Jacobian (``(K, 2 M + 1, 1)``)."""
     off = torch.cat([~mask, ~mask, torch.zeros_like(mask[:, :1])], 1).to(dtype)
-    return off, (1.0 - off).unsqueeze(1)
+    return off, (1.0 - off).unsqueeze(-1)
 
 
 def _solve_spd(A, b):
     """``A x = b`` for a batch ``(K, P, P)`` of symmetric positive definite ``A`` (Gaussian elimination
-    without pivoting, vectorized over the batch: far faster than a LAPACK call per small matrix)."""
-    A, b = A.clone(), b.clone()
-    P = A.shape[-1]
+    without pivoting, vectorized over the batch, which is laid out last so that each step runs on
+    contiguous rows: far faster than a LAPACK call per small matrix)."""
+    A = A.permute(1, 2, 0).contiguous()
+    b = b.t().contiguous()
+    P = A.shape[0]
     for j in range(P):
-        f = A[:, j + 1:, j] / A[:, j, j].unsqueeze(1)
-        A[:, j + 1:, j:] -= f.unsqueeze(-1) * A[:, j, j:].unsqueeze(1)
-        b[:, j + 1:] -= f * b[:, j:j + 1]
+        f = A[j + 1:, j] / A[j, j]
+        A[j + 1:, j:] -= f.unsqueeze(1) * A[j, j:].unsqueeze(0)
+        b[j + 1:] -= f * b[j]
     x = torch.empty_like(b)
     for j in range(P - 1, -1, -1):
-        x[:, j] = (b[:, j] - (A[:, j, j + 1:] * x[:, j + 1:]).sum(1)) / A[:, j, j]
-    return x
+        x[j] = (b[j] - (A[j, j + 1:] * x[j + 1:]).sum(0)) / A[j, j]
+    return x.t()
+
+
+def _model_value(t, a, tau, p, e):
+    """``sum_k a_k phi(t - tau_k; p)`` alone (``(K, T)``), for the trial steps."""
+    inv = 1.0 / (p.view(-1, 1, 1) + e.unsqueeze(1))
+    u = t.view(1, 1, -1) - tau.unsqueeze(-1)
+    phi = torch.exp(-0.5 * u * u * inv) * torch.sqrt(inv * (0.5 / math.pi))
+    return (a.unsqueeze(-1) * phi).sum(1)
 
 
 def _fit(t, g, e, a, tau, p, mask, bounds):
-    """Levenberg-Marquardt over ``(a, tau, p)`` from the given start."""
+    """Levenberg-Marquardt over ``(a, tau, p)`` from the given start; an edge pixel leaves the
+    iterations once an accepted step moves its ``p`` by less than ``CONVERGED`` of itself."""
     M = a.shape[1]
-    off, keep = _unused_parameters(mask, g.dtype)
+    off_all, keep_all = _unused_parameters(mask, g.dtype)
     lam = torch.full_like(p, 1e-2)
-    m, J = _model(t, a, tau, p, e)
-    cost = ((g - m) ** 2).sum(1)
+    cost = ((g - _model_value(t, a, tau, p, e)) ** 2).sum(1)
+    act = torch.arange(p.numel(), device=p.device)
     for _ in range(ITERATIONS):
-        J = J * keep
-        A = J.transpose(1, 2) @ J
-        rhs = (J.transpose(1, 2) @ (g - m).unsqueeze(-1)).squeeze(-1)
+        if act.numel() == 0:
+            break
+        gs, es, as_, ts, ps, ls = g[act], e[act], a[act], tau[act], p[act], lam[act]
+        m, Jt = _model(t, as_, ts, ps, es)
+        Jt = Jt * keep_all[act]
+        A = Jt @ Jt.transpose(1, 2)
+        rhs = (Jt @ (gs - m).unsqueeze(-1)).squeeze(-1)
         diag = torch.diagonal(A, dim1=1, dim2=2)
-        A = A + torch.diag_embed(lam.view(-1, 1) * diag + 1e-12 * diag.amax(1, keepdim=True) + off)
+        A = A + torch.diag_embed(ls.view(-1, 1) * diag + 1e-12 * diag.amax(1, keepdim=True) + off_all[act])
         step = _solve_spd(A, rhs)
-        na = a + step[:, :M]
-        nt = (tau + step[:, M:2 * M]).clamp(-PROFILE_HALF_WIDTH, PROFILE_HALF_WIDTH)
-        np_ = (p + step[:, -1]).clamp(*bounds)
-        nm, nJ = _model(t, na, nt, np_, e)
-        nc = ((g - nm) ** 2).sum(1)
-        ok = (nc < cost).view(-1, 1)
-        a, tau = torch.where(ok, na, a), torch.where(ok, nt, tau)
-        p, cost = torch.where(ok[:, 0], np_, p), torch.where(ok[:, 0], nc, cost)
-        m, J = torch.where(ok, nm, m), torch.where(ok.unsqueeze(-1), nJ, J)
-        lam = torch.where(ok[:, 0], lam * 0.3, lam * 10.0).clamp(1e-6, 1e6)
+        na = as_ + step[:, :M]
+        nt = (ts + step[:, M:2 * M]).clamp(-PROFILE_HALF_WIDTH, PROFILE_HALF_WIDTH)
+        np_ = (ps + step[:, -1]).clamp(*bounds)
+        nc = ((gs - _model_value(t, na, nt, np_, es)) ** 2).sum(1)
+        ok = nc < cost[act]
+        a[act] = torch.where(ok.view(-1, 1), na, as_)
+        tau[act] = torch.where(ok.view(-1, 1), nt, ts)
+        p[act] = torch.where(ok, np_, ps)
+        cost[act] = torch.where(ok, nc, cost[act])
+        lam[act] = torch.where(ok, ls * 0.3, ls * 10.0).clamp(1e-6, 1e6)
+        act = act[~(ok & ((np_ - ps).abs() <= CONVERGED * ps))]
     return a, tau, p
 
 
@@ -175,7 +198,8 @@ def profile_sigma(d: torch.Tensor, chan: int, idx: torch.Tensor, normal: torch.T
     -------
     torch.Tensor
         ``(K,)`` the fitted sigma in ``[0, sigma_max]``, differentiable through one Gauss-Newton
-        step from the converged fit (the gradient of the least-squares solution to first order).
+        step from the converged fit (the gradient of the least-squares solution to first order); NaN
+        where the fit degenerates (no gradient).
 
     Examples
     --------
@@ -202,12 +226,21 @@ def profile_sigma(d: torch.Tensor, chan: int, idx: torch.Tensor, normal: torch.T
         A = phi @ phi.transpose(1, 2) + torch.diag_embed((~mask).to(g.dtype) + 1e-9)
         a = _solve_spd(A, (phi @ gd.unsqueeze(-1)).squeeze(-1))
         a, tau, v = _fit(t, gd, e, a, tau, v, mask, v_bounds)
+        # A degenerate profile (e.g. no gradient along the normal) leaves a non-finite fit: no value
+        # (NaN, skipped by the window medians), and finite stand-ins so the gradient step stays finite.
+        ok = torch.isfinite(v) & torch.isfinite(a).all(1) & torch.isfinite(tau).all(1)
+        v = torch.where(ok, v, torch.full_like(v, std * std + 1.0))
+        a = torch.where(ok.view(-1, 1), a, torch.zeros_like(a))
+        tau = torch.where(ok.view(-1, 1), tau, torch.zeros_like(tau))
     # One Gauss-Newton step from the converged fit carries the gradient to the profile.
     if torch.is_grad_enabled() and g.requires_grad:
-        m, J = _model(t, a, tau, v, e)
+        m, Jt = _model(t, a, tau, v, e)
         off, keep = _unused_parameters(mask, g.dtype)
-        J = J * keep
-        A = J.transpose(1, 2) @ J + torch.diag_embed(off + 1e-9)
-        v = v + _solve_spd(A, (J.transpose(1, 2) @ (g - m).unsqueeze(-1)).squeeze(-1))[:, -1]
+        Jt = Jt * keep
+        A = Jt @ Jt.transpose(1, 2)
+        # A small ridge, as in the iterations: two steps that met (same position) make A singular.
+        diag = torch.diagonal(A, dim1=1, dim2=2)
+        A = A + torch.diag_embed(GN_RIDGE * diag + 1e-12 * diag.amax(1, keepdim=True) + off + 1e-9)
+        v = v + _solve_spd(A, (Jt @ (g - m).unsqueeze(-1)).squeeze(-1))[:, -1]
     sigma = torch.sqrt((v - std * std).clamp_min(1e-12)).clamp_max(sigma_max)
-    return sigma
+    return torch.where(ok, sigma, torch.full_like(sigma, float("nan")))
