@@ -34,9 +34,10 @@ class EstimatorConfig:
     ----------
     recipe : {"ours", "robust", "reference"}
         ``"ours"``: the corrected estimator. ``"robust"``: the same, made robust on real textures
-        (noise-aware edge thresholds and gradient energies, a multi-edge fit of the gradient profile,
-        a local median of the edge values and an occlusion-boundary weight carried into the
-        propagation; about 10x slower; see ``docs/estimator.md``). ``"reference"``: the published
+        (JPEG's luma as gray, noise-aware edge thresholds and gradient energies, a multi-edge fit of
+        the gradient profile, a local median of the edge values and occlusion-boundary and
+        persistence weights carried into the propagation; 6-8x slower on typical images, up to 20x
+        on edge-dense ones; see ``docs/estimator.md``). ``"reference"``: the published
         research code's recipe, reproduced for its checkpoints (see ``docs/reference_recipe.md``).
     size : int, (int, int) or None
         Images are resized to ``size x size`` (bilinear, antialiased when downscaling) before

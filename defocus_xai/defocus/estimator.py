@@ -129,9 +129,9 @@ def estimate_defocus(images, config: EstimatorConfig | None = None, *, device=No
     **settings
         The fields of :class:`EstimatorConfig`: ``size`` (default 299; images are resized to
         ``size x size``, sigma is in pixels of that grid; ``None`` keeps the input size), ``recipe``
-        (``"ours"``; ``"robust"``, noise-aware thresholds, a multi-edge profile fit, a local
-        median of edge values and an occlusion-boundary weight, for real textures, about 10x
-        slower; or ``"reference"``, the published research code's maps, for its checkpoints),
+        (``"ours"``; ``"robust"``, JPEG's luma as gray, noise-aware thresholds, a multi-edge
+        profile fit, a local median of edge values and boundary weights, for real photographs
+        and video, 6-8x slower on typical images, up to 20x on edge-dense ones; or ``"reference"``, the published research code's maps, for its checkpoints),
         ``propagation`` (``"guided"``: normalized convolution + guided filter, fast and
         differentiable; ``"matting"``: exact closed-form matting Laplacian solve, CPU, slow;
         ``"none"``: ``dense = sparse``), ``std1`` / ``std2``, ``edge_sigma``, ``sigma_max`` and the
