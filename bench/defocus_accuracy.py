@@ -28,7 +28,7 @@ from scipy import ndimage
 import defocus_xai as dx
 from defocus_xai.defocus.propagation import guided_propagation
 from defocus_xai.defocus.result import DefocusResult
-from defocus_xai.defocus.robust_luma import luma
+from defocus_xai._images import luma
 
 RECIPES = ("ours", "robust")
 

@@ -301,11 +301,10 @@ def _refuse(lo: float, hi: float, t: torch.Tensor, name: str, original: str) -> 
 
 
 def to_gray(batch: torch.Tensor) -> torch.Tensor:
-    """Gray image used by the defocus estimator: the plain mean of R, G and B.
+    """Gray image of the defocus estimator's recipes ``"ours"`` and ``"reference"``: the plain mean of R, G and B.
 
-    The mean (not a luma weighting) is what the reference method uses; blur is a property of the
-    optics and shows in any linear combination of the channels, so the choice only changes edge
-    contrast slightly.
+    The mean is what the reference method uses. On JPEG files it mixes in the chroma, which JPEG keeps
+    at half resolution, and reads its blur as defocus; :func:`luma` does not (recipe ``"robust"``).
 
     Parameters
     ----------
@@ -327,3 +326,40 @@ def to_gray(batch: torch.Tensor) -> torch.Tensor:
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise ValueError(f"to_gray: expected a (B, 3, H, W) tensor, got shape {tuple(batch.shape)}.")
     return batch.mean(dim=1, keepdim=True)
+
+
+#: ITU-R BT.601 luma weights of R, G and B (the ``Y`` of JFIF's YCbCr).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luma(batch: torch.Tensor) -> torch.Tensor:
+    """JPEG's luma ``Y = 0.299 R + 0.587 G + 0.114 B``: the gray image of the estimator's ``"robust"`` recipe.
+
+    JPEG stores ``Y`` at full resolution and the chroma ``Cb, Cr`` at half resolution in each direction
+    (4:2:0, the common default). The mean of R, G and B (:func:`to_gray`) is ``Y + 0.476 Cb + 0.229 Cr``:
+    across an edge with a change of colour it mixes in the subsampled, upsampled chroma, whose blur
+    reads as defocus. ``Y`` carries no chroma and the same optical blur.
+
+    Parameters
+    ----------
+    batch : torch.Tensor
+        ``(B, 3, H, W)`` in ``[0, 1]``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, 1, H, W)``, same dtype and device, differentiable.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai._images import luma
+    >>> x = torch.zeros(1, 3, 2, 2)
+    >>> x[:, 1] = 1.0                                    # pure green
+    >>> round(float(luma(x)[0, 0, 0, 0]), 3)
+    0.587
+    """
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise ValueError(f"luma: expected a (B, 3, H, W) tensor, got shape {tuple(batch.shape)}.")
+    w = torch.tensor(LUMA_WEIGHTS, dtype=batch.dtype, device=batch.device).view(1, 3, 1, 1)
+    return (batch * w).sum(1, keepdim=True)

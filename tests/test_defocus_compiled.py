@@ -88,7 +88,7 @@ def test_graph_formulas_match_the_eager_functions():
         coef = fg.back(sums, gray, _taps(1.0, 3, None)[0], cfg)
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0, cfg.sigma_max)
-        e_dense, e_sparse, e_edges, e_checks = _eager_maps(cfg, x, uniq, where)
+        e_dense, e_sparse, e_edges, e_checks = _eager_maps(cfg, x)
     assert torch.equal(e_edges, edges.float()) and torch.equal(e_checks, checks)
     assert torch.equal(e_sparse, sparse)
     assert float((dense - e_dense).abs().max()) < 1e-4

@@ -254,7 +254,7 @@ def test_luma_reads_a_coloured_jpeg_step(sigma):
     R, G and B mixes the chroma in and misreads the blur, the luma reads it within 0.06 px."""
     from defocus_xai._images import to_gray
     from defocus_xai.defocus.filters import gaussian_derivatives
-    from defocus_xai.defocus.robust_luma import luma
+    from defocus_xai._images import luma
     from defocus_xai.defocus.robust_profile import profile_sigma
 
     p = _phi(np.arange(64.0) - 32.0, sigma)[None, :, None]

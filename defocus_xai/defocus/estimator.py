@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from .._device import resolve_device
-from .._images import as_image_batch_unchecked, check_extremes, check_range, to_gray
+from .._images import as_image_batch_unchecked, check_extremes, check_range, luma, to_gray
 from .chunks import run_in_cpu_chunks
 from .config import EstimatorConfig
 from .edges import canny_from_gradients
@@ -25,7 +25,6 @@ from .propagation import guided_propagation
 from .noise import noise_level
 from .ratio import edge_sigma
 from .robust import STD3_FACTOR, robust_edge_sigma
-from .robust_luma import luma
 from .resize import resize_batch, upscale_note
 from .result import DefocusResult
 
@@ -59,7 +58,7 @@ def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
     ``(B, 3, H, W)`` batch."""
     x = resize_batch(batch, cfg.size)
     robust = cfg.recipe == "robust"
-    # "robust": JPEG's full-resolution luma, free of the subsampled chroma's blur (robust_luma).
+    # "robust": JPEG's full-resolution luma, free of the subsampled chroma's blur.
     gray = luma(x) if robust else to_gray(x)
     scales = [cfg.edge_sigma, cfg.std1, cfg.std2] + ([STD3_FACTOR * cfg.std2] if robust else [])
     uniq = sorted(set(scales))

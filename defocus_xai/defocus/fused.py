@@ -17,13 +17,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .._images import to_gray
 from .config import EstimatorConfig
-from .edges import canny_from_gradients, hysteresis
+from .edges import hysteresis
 from .fast_graphs import at_edges, back, derivatives, front, hysteresis_inputs
-from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps, gaussian_derivatives
-from .propagation import guided_propagation
-from .ratio import edge_sigma
+from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps
 
 __all__ = ["compile_requested", "fused_applies", "fused_maps", "COMPILE_ENV"]
 
@@ -142,7 +139,7 @@ def fused_maps(cfg: EstimatorConfig, x: torch.Tensor):
         taps = tuple(_taps(s, _radius(cfg), x.dtype) for s in uniq)
         out = _compiled_maps(cfg, x, taps, where)
         if out is None:
-            return _eager_maps(cfg, x, uniq, where)
+            return _eager_maps(cfg, x)
         coef, sparse, edges, gray, checks = out
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp_(0.0, cfg.sigma_max)
@@ -201,20 +198,12 @@ def _blur_radius(cfg: EstimatorConfig) -> int:
     return max(1, int(math.ceil(3.0 * (cfg.fill_std / 2))))
 
 
-def _eager_maps(cfg: EstimatorConfig, x: torch.Tensor, uniq: tuple, where: tuple):
-    """The eager estimator's ``(dense, sparse, edges)`` (recipe ``"ours"``, guided propagation) and
-    :func:`fused_maps`' ``checks``, after a failed compilation."""
+def _eager_maps(cfg: EstimatorConfig, x: torch.Tensor):
+    """The eager estimator's ``(dense, sparse, edges)`` and :func:`fused_maps`' ``checks``, after a
+    failed compilation."""
+    from .estimator import _maps_ours  # the eager recipe itself (the estimator imports this module)
+
     checks = torch.stack([x.amin((1, 2, 3)), x.amax((1, 2, 3))], 1)
     if bool((checks[:, 0] < 0).any() | (checks[:, 1] > 1).any()):
         x = x.clamp(0.0, 1.0)          # as check_range (beyond its tolerance, the caller refuses x)
-    gray = to_gray(x)
-    ie, i1, i2 = where
-    d = gaussian_derivatives(gray, uniq, truncate=DEFAULT_TRUNCATE)
-    gx, gy = d[:, ie, 0:1], d[:, ie, 1:2]
-    edges = canny_from_gradients(gx, gy, torch.sqrt(gx * gx + gy * gy), edge_sigma=cfg.edge_sigma,
-                                 low=cfg.low_threshold, high=cfg.high_threshold,
-                                 min_contrast=cfg.min_contrast)
-    sparse, conf = edge_sigma(d, (i1, i2), edges, cfg)
-    dense = guided_propagation(sparse, conf, gray, fill_std=cfg.fill_std, radius=cfg.guided_radius,
-                               eps=cfg.guided_eps, subsample=cfg.subsample)
-    return dense.clamp(0.0, cfg.sigma_max), sparse, edges.to(gray.dtype), checks
+    return (*_maps_ours(cfg, x), checks)
