@@ -44,15 +44,17 @@ def _scene_rgb(n=64, seeds=(0, 1)):
 
 
 def test_graph_formulas_match_the_eager_functions():
-    # The compiled graphs' formulations, run eagerly: gray and the range check's extremes, the
-    # derivatives with their replicated frame, suppression, sigma and weight gathered at the edge
-    # pixels and their block sums, and the maps.
+    # The compiled graphs' formulations, run eagerly, and the C library: gray and the range check's
+    # extremes, the derivatives with their replicated frame, suppression, the thresholds and
+    # hysteresis, sigma and weight gathered at the edge pixels and their block sums, and the maps.
     from defocus_xai._images import to_gray
     from defocus_xai.defocus import fast_graphs as fg
     from defocus_xai.defocus import EstimatorConfig
-    from defocus_xai.defocus.edges import canny_from_gradients, hysteresis, non_maximum_suppression
+    from defocus_xai.defocus.edges import (_percentile_sample, canny_from_gradients, edge_thresholds,
+                                           non_maximum_suppression)
     from defocus_xai.defocus.filters import _taps, gaussian_derivatives
     from defocus_xai.defocus.fused import _eager_maps
+    from defocus_xai.defocus.native import edge_pixels
     from defocus_xai.defocus.ratio import edge_sigma
 
     cfg = EstimatorConfig(size=None)
@@ -67,25 +69,26 @@ def test_graph_formulas_match_the_eager_functions():
         want = [d[:, i, j:j + 1] for i in (0, 0, 1) for j in (0, 1)]
         for got, ref in zip(framed, want):
             assert torch.equal(got, F.pad(ref, (2, 2, 2, 2), mode="replicate"))
-        mag, peaks = fg.front(framed[0], framed[1])
+        mag, peaks, sample = fg.front(framed[0], framed[1])
         gx, gy = want[0], want[1]
         assert peaks.dtype == torch.uint8
         assert torch.equal(peaks.bool(), non_maximum_suppression(gx, gy, mag))
+        assert torch.equal(sample, _percentile_sample(mag))
         edges = canny_from_gradients(gx, gy, mag, edge_sigma=1.5, low=cfg.low_threshold,
                                      high=cfg.high_threshold, min_contrast=cfg.min_contrast)
         assert int(edges.sum()) > 200 and bool(edges[..., :2, :].any())   # border pixels too
-        strong, weak = fg.hysteresis_inputs(mag, peaks, cfg)
-        assert torch.equal(hysteresis(strong, weak), edges)
+        lo, hi = edge_thresholds(mag, low=cfg.low_threshold, high=cfg.high_threshold,
+                                 min_contrast=cfg.min_contrast, edge_sigma=1.5)
+        found, idx, centre, block = edge_pixels(mag, peaks, lo, hi, frame=2)
+        assert torch.equal(found.bool(), edges)
         sparse, conf = edge_sigma(d, (0, 1), edges, cfg)
-        idx = edges.reshape(-1).nonzero().squeeze(1)
-        sigma, weight, product, block = fg.at_edges(*framed[2:], idx, cfg)
-        assert float((sigma - sparse.reshape(-1)[idx]).abs().max()) < 1e-6
-        assert float((weight - conf.reshape(-1)[idx]).abs().max()) < 1e-6
-        sums = torch.zeros(2, 2 * 32 * 32).index_add_(1, block, torch.stack([product, weight]))
-        sums = sums.view(2, 2, 1, 32, 32)
+        assert torch.equal(idx, edges.reshape(-1).nonzero().squeeze(1))
+        got_sparse, sums = fg.at_edges(*framed[2:], idx, centre, block, cfg)
+        assert float((got_sparse - sparse).abs().max()) < 1e-6
         for got, ref in zip(sums, (sparse * conf, conf)):
             assert torch.allclose(got, F.avg_pool2d(ref, 2) * 4, atol=1e-6)
-        coef = fg.back(sums, gray, _taps(1.0, 3, None)[0], cfg)
+        coef, edge_map = fg.back(sums, found, gray, _taps(1.0, 3, None)[0], cfg)
+        assert torch.equal(edge_map, edges.float())
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0, cfg.sigma_max)
         e_dense, e_sparse, e_edges, e_checks = _eager_maps(cfg, x)

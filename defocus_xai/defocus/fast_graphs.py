@@ -4,16 +4,18 @@ The eager code's formulas, arranged so that inductor vectorizes every loop with 
 
 * :func:`derivatives`: from the RGB chunk, the gray image, each sample's extremes (the input range
   check) and the filter chains, each map with a frame of two replicated pixels;
-* :func:`front`: gradient magnitude and non-maximum suppression (``uint8`` out);
+* :func:`front`: gradient magnitude, non-maximum suppression (``uint8`` out) and the values the
+  thresholds' percentile is taken of;
 * :func:`at_edges`: the ratio's sigma and straight-edge weight at the edge pixels only (dynamic in
-  their number), the eager gather of :func:`~.ratio._cross_derivatives` as indirect loads;
-* :func:`back`: the guided propagation on the half-resolution grid from the block sums of the edge
-  values, borders reflected by concatenating flipped slices (inductor leaves reflected indices
-  scalar), 2 x 2 block sums adding row pairs first.
+  their number), the eager gather of :func:`~.ratio._cross_derivatives` as indirect loads, written
+  into the sparse map and summed over 2 x 2 blocks;
+* :func:`back`: the guided propagation on the half-resolution grid from those block sums, borders
+  reflected by concatenating flipped slices (inductor leaves reflected indices scalar), 2 x 2 block
+  sums adding row pairs first.
 
-Between them, eager: the thresholds (:func:`percentile_99`, ``topk`` instead of a sort), hysteresis,
-``nonzero`` of the edges and the scatters of the edge values (:func:`.fused._edge_values`).
-Tolerance against the eager maps: ``docs/estimator.md`` ("Compiled CPU path").
+Between :func:`front` and :func:`at_edges`, the C library of :mod:`.native`: the percentile's order
+statistics (:func:`percentile_99`), then the double threshold, hysteresis and the list of edge
+pixels in one pass. Tolerance against the eager maps: ``docs/estimator.md`` ("Compiled CPU path").
 """
 
 from __future__ import annotations
@@ -23,17 +25,19 @@ import torch
 import torch.nn.functional as F
 
 from .config import EstimatorConfig
-from .edges import _percentile_sample, _suppress, _thresholds_from
+from .edges import _percentile_sample, _suppress
 from .filters import _fma_chain, _symmetric_1d
+from .native import order_statistics
 from .ratio import _sigma_and_weight
 
-__all__ = ["derivatives", "front", "hysteresis_inputs", "at_edges", "back", "percentile_99"]
+__all__ = ["derivatives", "front", "at_edges", "back", "percentile_99"]
 
 
 def percentile_99(flat: torch.Tensor) -> torch.Tensor:
-    """The 99th percentile of each row of ``flat`` ``(B, N)``, with linear interpolation between the two
-    order statistics around rank ``0.99 (N - 1)`` (``torch.quantile``'s definition, within one ulp);
-    the two come from ``topk`` of the top 1 %, not from a sort.
+    """The 99th percentile of each row of the float32 ``flat`` ``(B, N)``, with linear interpolation
+    between the two order statistics around rank ``0.99 (N - 1)`` (``torch.quantile``'s definition,
+    within one ulp); the two come from a quickselect (:func:`~.native.order_statistics`), not from a
+    sort.
 
     Examples
     --------
@@ -45,8 +49,7 @@ def percentile_99(flat: torch.Tensor) -> torch.Tensor:
     n = flat.shape[1]
     rank = np.float32(0.99) * np.float32(n - 1)             # float32, as torch.quantile's ranks
     below, above = int(np.floor(rank)), int(np.ceil(rank))
-    top = torch.topk(flat, n - below, dim=1).values           # descending: position n - 1 - r
-    lo, hi = top[:, n - 1 - below], top[:, n - 1 - above]
+    lo, hi = order_statistics(flat, below, above)
     return torch.lerp(lo, hi, float(rank - np.float32(below)))
 
 
@@ -112,36 +115,37 @@ def derivatives(x: torch.Tensor, taps: tuple, scales: tuple) -> tuple:
     return (gray, checks) + tuple(d[(i, h, v)] for i in (ie, i1, i2) for h, v in ((1, 0), (0, 1)))
 
 
-def front(gx: torch.Tensor, gy: torch.Tensor):
-    """``(mag, peaks)`` from the edge scale's framed derivatives of :func:`derivatives` (one graph,
-    compiled without contracted multiply-adds, as the eager code rounds them: the suppression's ties
-    stay ties): the gradient magnitude and its non-maximum suppression, the latter as ``uint8``
-    0 / 1 (inductor writes a ``bool`` result element by element, which took twice the time of the
-    rest of the graph; :func:`hysteresis_inputs` reads it back as ``bool`` without a copy).
+def front(gx: torch.Tensor, gy: torch.Tensor) -> tuple:
+    """``(mag, peaks, sample)`` from the edge scale's framed derivatives of :func:`derivatives` (one
+    graph, compiled without contracted multiply-adds, as the eager code rounds them: the
+    suppression's ties stay ties): the gradient magnitude, its non-maximum suppression as ``uint8``
+    0 / 1, and the values of ``mag`` that :func:`~.edges.edge_thresholds` takes its percentile of.
+    Masks leave the graphs through float selects converted to ``uint8``: inductor vectorizes those,
+    not ``bool`` arithmetic (element by element, several times slower).
     """
     H, W = gx.shape[-2] - 4, gx.shape[-1] - 4
     gx, gy = gx[..., 2:H + 2, 2:W + 2], gy[..., 2:H + 2, 2:W + 2]
     frame = _zero_frame(torch.sqrt(gx * gx + gy * gy))
     mag = frame[..., 1:H + 1, 1:W + 1]         # from the frame: the same values as its neighbours
-    return mag, _suppress(gx, gy, mag, frame).to(torch.uint8)
+    peaks = torch.where(_suppress(gx, gy, mag, frame), 1.0, 0.0).to(torch.uint8)
+    return mag, peaks, _percentile_sample(mag)
 
 
-def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, cfg: EstimatorConfig):
-    """``(sigma, weight, sigma * weight, block)`` ``(K,)`` at the flat indices ``idx`` into ``(B, H, W)``
-    from the re-blur pair's framed derivatives of :func:`derivatives` (one graph, dynamic in ``K``);
-    ``block``: the flat index of each pixel's ``2 x 2`` block on the ``(B, ceil(H/2), ceil(W/2))`` grid.
+def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, centre: torch.Tensor, block: torch.Tensor,
+             cfg: EstimatorConfig) -> tuple:
+    """``(sparse, sums)`` from the re-blur pair's framed derivatives of :func:`derivatives` at the
+    edge pixels (one graph, dynamic in their number ``K``): ``idx``, ``centre``, ``block`` ``(K,)``
+    are their flat indices into ``(B, H, W)``, into the framed maps and of their ``2 x 2`` blocks
+    (:func:`~.native.edge_pixels`). Returns the sparse sigma ``(B, 1, H, W)`` (zero off the edges) and
+    the sums of ``sigma * weight`` and of the straight-edge weight over the blocks
+    ``(2, B, 1, ceil(H / 2), ceil(W / 2))``.
 
     The eager gather of :func:`~.ratio._cross_derivatives` (a 5-point cross per channel) as indirect
     loads fused with the eager code's own ``_sigma_and_weight``; no clamping: the frame's replicated
     pixels are the clamped ones.
     """
-    Hp, Wp = ix1.shape[-2:]
+    B, _, Hp, Wp = ix1.shape
     H, W = Hp - 4, Wp - 4
-    b = idx // (H * W)
-    rem = idx - b * (H * W)
-    y = rem // W
-    x = rem - y * W
-    centre = b * (Hp * Wp) + (y + 2) * Wp + x + 2
     c, dxs, dys = [], [], []
     for p in (ix1, iy1, ix2, iy2):
         flat = p.reshape(-1)
@@ -151,18 +155,9 @@ def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, cfg: EstimatorConfig):
         dys.append((8.0 * (v[7] - v[6]) - (v[8] - v[5])) / 12.0)
     sigma, weight = _sigma_and_weight(c, dxs, dys, cfg)
     h, w = (H + 1) // 2, (W + 1) // 2
-    return sigma, weight, sigma * weight, b * (h * w) + (y // 2) * w + x // 2
-
-
-def hysteresis_inputs(mag: torch.Tensor, peaks: torch.Tensor, cfg: EstimatorConfig):
-    """``(strong, weak)``: the suppressed gradient (:func:`front`'s ``peaks``) against
-    :func:`~.edges.edge_thresholds`' two thresholds, their percentile from :func:`percentile_99`
-    (eager: ``topk`` is a library call)."""
-    lo, hi = _thresholds_from(percentile_99(_percentile_sample(mag)), mag, low=cfg.low_threshold,
-                              high=cfg.high_threshold, min_contrast=cfg.min_contrast,
-                              edge_sigma=cfg.edge_sigma)
-    peaks = peaks.view(torch.bool)              # front's uint8 0 / 1, reinterpreted
-    return peaks & (mag >= hi), peaks & (mag >= lo)
+    sparse = ix1.new_zeros(B * H * W).index_put((idx,), sigma)
+    sums = ix1.new_zeros(2, B * h * w).index_add(1, block, torch.stack([sigma * weight, weight]))
+    return sparse.view(B, 1, H, W), sums.view(2, B, 1, h, w)
 
 
 def _reflect(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -232,11 +227,12 @@ def _fill(num: torch.Tensor, den: torch.Tensor, w: tuple) -> torch.Tensor:
     return val
 
 
-def back(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, cfg: EstimatorConfig) -> torch.Tensor:
-    """The guided propagation (``subsample`` 2) up to the guided filter's box-averaged linear
-    coefficients ``(B, 2, h, w)`` on the half-resolution grid (one graph), from ``sums``
-    ``(2, B, 1, h, w)``: the sums of ``sparse * confidence`` and of ``confidence`` over the ``2 x 2``
-    blocks (:func:`at_edges`' values added up by block); ``blur``: the fill's Gaussian taps. The
+def back(sums: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor, blur: tuple,
+         cfg: EstimatorConfig) -> tuple:
+    """``(coef, edge_map)``: the guided propagation (``subsample`` 2) up to the guided filter's
+    box-averaged linear coefficients ``(B, 2, h, w)`` on the half-resolution grid, from ``sums``
+    ``(2, B, 1, h, w)`` (:func:`at_edges`' block sums of ``sigma * weight`` and of ``weight``), and
+    ``edges`` (``uint8``) as 0 / 1 floats (one graph); ``blur``: the fill's Gaussian taps. The
     caller upsamples the coefficients and applies them to the gray image (``F.interpolate`` is
     faster eager)."""
     small, count = _pool_sums(gray)
@@ -249,4 +245,4 @@ def back(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, cfg: EstimatorConf
     var_i = (corr_ii - mean_i * mean_i).clamp_min(0.0)
     a = (corr_ip - mean_i * mean_p) / (var_i + cfg.guided_eps)
     b = mean_p - a * mean_i
-    return _box_mean(torch.cat([a, b], 1), r)
+    return _box_mean(torch.cat([a, b], 1), r), edges.to(gray.dtype)

@@ -1,5 +1,6 @@
 """The estimator's compiled CPU path: the graphs of :mod:`.fast_graphs` compiled by ``torch.compile``
-(inductor, C++); the thresholds, hysteresis, the scatters of the edge values and the final upsampling eager.
+(inductor, C++), the thresholds and hysteresis in the C library of :mod:`.native`, the final
+upsampling eager.
 
 Opt-in (``estimate_defocus(..., compiled=True)`` or ``DEFOCUS_XAI_COMPILE=1``), CPU inference only, recipe
 ``"ours"`` with guided propagation (half-resolution, short kernels); anything else, or a failed
@@ -18,8 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from .config import EstimatorConfig
-from .edges import hysteresis
-from .fast_graphs import at_edges, back, derivatives, front, hysteresis_inputs
+from .edges import _thresholds_from
+from .fast_graphs import at_edges, back, derivatives, front, percentile_99
+from .native import edge_pixels
 from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps
 
 __all__ = ["compile_requested", "fused_applies", "fused_maps", "COMPILE_ENV"]
@@ -48,20 +50,22 @@ def compile_requested(compiled: bool | None) -> bool:
 def _call(fn, *args):
     """``fn(*args)`` compiled once per input signature (first call under a lock: compilation is not
     thread-safe); ``None`` after a failed compilation (a warning the first time). :func:`at_edges` is
-    compiled dynamic in the number of edge pixels (its ``idx``, at least two)."""
+    compiled dynamic in the number of edge pixels (its index vectors, at least two long)."""
     if _FAILED:
         return None
     dynamic = fn is at_edges
     key = (fn.__name__,) + tuple((tuple(a.shape[dynamic and a.dim() == 1:]), a.dtype)
                                  if torch.is_tensor(a) else a for a in args)
     if dynamic:
-        torch._dynamo.mark_dynamic(args[4], 0)
+        for index in args[4:7]:
+            torch._dynamo.mark_dynamic(index, 0)
     if key in _READY:
         return _COMPILED[fn](*args)
     with _LOCK:
         try:
             if fn not in _COMPILED:
-                _COMPILED[fn] = torch.compile(fn, dynamic=None if dynamic else False, fullgraph=True)
+                _COMPILED[fn] = torch.compile(fn, dynamic=None if dynamic else False,
+                                              fullgraph=True)
             from torch._inductor import config as inductor_config
 
             # Contracted multiply-adds where the eager code computes them so (the filter chains),
@@ -69,19 +73,27 @@ def _call(fn, *args):
             # rounds product by product, and its ties, on pixel-aligned edges, must break alike)
             # nor at the edge pixels (the eager ratio rounds them so too).
             contract = "off" if fn in (front, at_edges) else "fast"
-            # at_edges: its indices come from nonzero on the same grid; no per-load bounds check.
+            # at_edges: its indices come from the edge map on the same grid; no per-load bounds check.
+            # back: the fill's pyramid levels, each read four times by the bilinear upsampling,
+            # are written out rather than recomputed inline level by level (30 % faster).
             with inductor_config.patch({"cpp.enable_floating_point_contract_flag": contract,
                                         "cpp_wrapper": True,
-                                        "assert_indirect_indexing": not dynamic}), \
+                                        "assert_indirect_indexing": not dynamic,
+                                        "realize_reads_threshold": 2 if fn is back else 4}), \
                     torch._dynamo.config.patch(automatic_dynamic_shapes=False):
                 out = _COMPILED[fn](*args)
         except Exception as exc:  # no C++ compiler, unsupported op, ...: the eager code is exact
-            _FAILED.append(repr(exc))
-            warnings.warn(f"estimate_defocus: the compiled path failed ({type(exc).__name__}: "
-                          f"{str(exc)[:200]}); running the eager code", RuntimeWarning, stacklevel=4)
-            return None
+            return _fail(exc)
         _READY.add(key)
         return out
+
+
+def _fail(exc: Exception) -> None:
+    """Turn the compiled path off after ``exc`` (a warning, the first time); ``None``."""
+    if not _FAILED:
+        warnings.warn(f"estimate_defocus: the compiled path failed ({type(exc).__name__}: "
+                      f"{str(exc)[:200]}); running the eager code", RuntimeWarning, stacklevel=5)
+    _FAILED.append(repr(exc))
 
 
 def fused_applies(cfg: EstimatorConfig, grid: tuple) -> bool:
@@ -158,39 +170,22 @@ def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tu
     front_out = None if maps is None else _call(front, maps[2], maps[3])
     if front_out is None:
         return None
-    edges = hysteresis(*hysteresis_inputs(*front_out, cfg))
-    values = _edge_values(cfg, maps[4:], edges)
+    mag, peaks, sample = front_out
+    try:        # the thresholds of edges.edge_thresholds, hysteresis: the C library
+        lo, hi = _thresholds_from(percentile_99(sample), mag, low=cfg.low_threshold,
+                                  high=cfg.high_threshold, min_contrast=cfg.min_contrast,
+                                  edge_sigma=cfg.edge_sigma)
+        edges, *at = edge_pixels(mag, peaks, lo, hi, frame=2)   # idx, centre, block
+    except Exception as exc:  # no compiler, an unwritable cache, ...
+        return _fail(exc)
+    # A dynamic size of 0 or 1 would be specialized: so few edge pixels run eagerly.
+    args = (*maps[4:], *at, cfg)
+    values = _call(at_edges, *args) if at[0].numel() > 1 else at_edges(*args)
     if values is None:
         return None
     blur = _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0]
-    coef = _call(back, values[1], maps[0], blur, cfg)
-    return None if coef is None else (coef, values[0], values[2], maps[0], maps[1])
-
-
-def _edge_values(cfg: EstimatorConfig, pair: tuple, edges: torch.Tensor):
-    """``(sparse, sums, edge map)``: sigma at the edge pixels ``(B, 1, H, W)`` (zero elsewhere), the
-    sums of ``sigma * weight`` and of the straight-edge weight over the ``2 x 2`` blocks
-    ``(2, B, 1, h, w)``, from :func:`at_edges` (the re-blur pair's framed derivatives ``pair``), and
-    ``edges`` as 0 / 1 floats (written at the edge pixels: cheaper than a conversion of the mask);
-    ``None`` after a failed compilation."""
-    B, _, H, W = edges.shape
-    h, w = (H + 1) // 2, (W + 1) // 2
-    idx = edges.reshape(-1).nonzero().squeeze(1)
-    sparse = torch.zeros(B * H * W, dtype=pair[0].dtype)
-    edge_map = torch.zeros(B * H * W, dtype=pair[0].dtype)
-    sums = torch.zeros(2, B * h * w, dtype=pair[0].dtype)
-    k = idx.numel()
-    if k > 0:
-        # at least two indices (a dynamic size of 1 would be specialized): the one pixel twice
-        values = _call(at_edges, *pair, idx.repeat(2) if k == 1 else idx, cfg)
-        if values is None:
-            return None
-        sigma, weight, product, block = (v[:k] for v in values)
-        sparse.index_put_((idx,), sigma)
-        edge_map.index_fill_(0, idx, 1.0)
-        sums[0].index_add_(0, block, product)
-        sums[1].index_add_(0, block, weight)
-    return sparse.view(B, 1, H, W), sums.view(2, B, 1, h, w), edge_map.view(B, 1, H, W)
+    out = _call(back, values[1], edges, maps[0], blur, cfg)
+    return None if out is None else (out[0], values[0], out[1], maps[0], maps[1])
 
 
 def _blur_radius(cfg: EstimatorConfig) -> int:

@@ -1,0 +1,112 @@
+"""The compiled path's C library (``defocus/edge_pixels.c`` through ``defocus/native.py``) against the
+torch code it replaces: hysteresis with the edge-pixel lists, order statistics; its build, cache and
+the fallback when it cannot be built."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import defocus_xai as dx
+from defocus_xai.defocus import native
+from defocus_xai.defocus.edges import hysteresis
+from tests.test_defocus import layered_scene
+
+
+def _hysteresis_case(B, H, W, seed, density=0.6):
+    g = torch.Generator().manual_seed(seed)
+    mag = torch.rand(B, 1, H, W, generator=g)
+    peaks = torch.rand(B, 1, H, W, generator=g) < density
+    lo = torch.rand(B, generator=g) * 0.5
+    hi = lo + torch.rand(B, generator=g) * 0.5
+    want = hysteresis(peaks & (mag >= hi.view(B, 1, 1, 1)), peaks & (mag >= lo.view(B, 1, 1, 1)))
+    return mag, peaks.to(torch.uint8), lo, hi, want
+
+
+@pytest.mark.parametrize("shape", [(2, 37, 29), (1, 1, 1), (3, 1, 17), (2, 8, 8), (1, 64, 3)])
+def test_edge_pixels_equal_hysteresis_and_list_the_pixels(shape):
+    B, H, W = shape
+    for seed in range(5):
+        mag, peaks, lo, hi, want = _hysteresis_case(B, H, W, seed)
+        edges, idx, centre, block = native.edge_pixels(mag, peaks, lo, hi, frame=2)
+        assert edges.dtype == torch.uint8 and torch.equal(edges.bool(), want)
+        flat = want.reshape(-1).nonzero().squeeze(1)
+        assert torch.equal(idx, flat)
+        b, rem = flat // (H * W), flat % (H * W)
+        y, x = rem // W, rem % W
+        assert torch.equal(centre, (b * (H + 4) + y + 2) * (W + 4) + x + 2)
+        assert torch.equal(block, (b * ((H + 1) // 2) + y // 2) * ((W + 1) // 2) + x // 2)
+
+
+def test_edge_pixels_follow_long_chains_and_keep_images_apart():
+    # A weak serpentine of 1,000+ pixels reached from one strong end; in a second image, a weak
+    # pixel at the end of a row next (in memory, not in the image) to a strong one starting the next.
+    H = W = 48
+    mag = torch.zeros(2, 1, H, W)
+    peaks = torch.zeros(2, 1, H, W, dtype=torch.uint8)
+    path = []
+    for i, y in enumerate(range(1, H - 2, 2)):
+        xs = range(1, W - 1) if i % 2 == 0 else range(W - 2, 0, -1)
+        path += [(y, x) for x in xs] + [(y + 1, xs[-1])]
+    for y, x in path:
+        mag[0, 0, y, x], peaks[0, 0, y, x] = 0.5, 1
+    mag[0, 0, path[0]] = 1.0
+    mag[1, 0, 0, W - 1], mag[1, 0, 1, 0] = 0.5, 1.0
+    peaks[1, 0, 0, W - 1] = peaks[1, 0, 1, 0] = 1
+    lo, hi = torch.tensor([0.4, 0.4]), torch.tensor([0.9, 0.9])
+    edges, idx, _, _ = native.edge_pixels(mag, peaks, lo, hi)
+    want = hysteresis(peaks.bool() & (mag >= 0.9), peaks.bool() & (mag >= 0.4))
+    assert torch.equal(edges.bool(), want) and int(edges[0].sum()) == len(path) > 1000
+    assert edges[1].nonzero().tolist() == [[0, 1, 0]] and idx.numel() == len(path) + 1
+
+
+def test_order_statistics_equal_a_sort():
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.rand(3, 22351, generator=g), torch.randn(2, 777, generator=g),
+            torch.randint(0, 4, (2, 1000), generator=g).float(), torch.zeros(1, 50),
+            torch.rand(2, 9, generator=g) ** 8, -torch.rand(1, 300, generator=g)]
+    for values in rows:
+        n = values.shape[1]
+        ranked = values.sort(1).values
+        for below in {0, n // 2, n - 2, int(0.99 * (n - 1))}:
+            for above in (below, below + 1):
+                lo, hi = native.order_statistics(values, below, above)
+                assert torch.equal(lo, ranked[:, below]) and torch.equal(hi, ranked[:, above])
+    nan = torch.rand(1, 100, generator=g)
+    nan[0, ::7] = float("nan")
+    native.order_statistics(nan, 98, 99)         # a meaningless value, no crash
+    with pytest.raises(ValueError, match="ranks"):
+        native.order_statistics(torch.rand(1, 10), 9, 10)
+
+
+def test_library_is_built_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFOCUS_XAI_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "_LIB", [])
+    lib = native.library()
+    built = list(tmp_path.glob("edge_pixels-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.so.tmp*"))
+    assert native.library() is lib
+    monkeypatch.setattr(native, "_LIB", [])
+    stamp = built[0].stat().st_mtime_ns
+    native.library()                                 # found in the cache, not rebuilt
+    assert built[0].stat().st_mtime_ns == stamp
+
+
+def test_without_a_compiler_the_compiled_path_runs_the_eager_code(monkeypatch):
+    from defocus_xai.defocus import fused
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(native, "_LIB", [])
+    monkeypatch.setattr(native, "_compiler", no_compiler)
+    monkeypatch.setattr(fused, "_FAILED", [])
+    monkeypatch.setattr(fused, "_call", lambda fn, *args: fn(*args))     # the graphs, uncompiled
+    x = torch.from_numpy(np.stack([layered_scene(48, seed=2)[0]] * 3))[:, None]
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = dx.estimate_defocus(x, size=None)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        fast = dx.estimate_defocus(x, size=None, compiled=True)
+    assert torch.equal(fast.dense, eager.dense) and torch.equal(fast.edges, eager.edges)
