@@ -54,7 +54,7 @@ def test_graph_formulas_match_the_eager_functions():
                                            non_maximum_suppression)
     from defocus_xai.defocus.filters import _taps, gaussian_derivatives
     from defocus_xai.defocus.fused import _eager_maps
-    from defocus_xai.defocus.native import edge_pixels
+    from defocus_xai.defocus.native import apply_coefficients, edge_pixels
     from defocus_xai.defocus.ratio import edge_sigma
 
     cfg = EstimatorConfig(size=None)
@@ -83,14 +83,14 @@ def test_graph_formulas_match_the_eager_functions():
         assert torch.equal(found.bool(), edges)
         sparse, conf = edge_sigma(d, (0, 1), edges, cfg)
         assert torch.equal(idx, edges.reshape(-1).nonzero().squeeze(1))
-        got_sparse, sums = fg.at_edges(*framed[2:], idx, centre, block, cfg)
-        assert float((got_sparse - sparse).abs().max()) < 1e-6
+        sigma, sums = fg.at_edges(*framed[2:], centre, block, cfg)
+        assert float((sigma - sparse.reshape(-1)[idx]).abs().max()) < 1e-6
         for got, ref in zip(sums, (sparse * conf, conf)):
             assert torch.allclose(got, F.avg_pool2d(ref, 2) * 4, atol=1e-6)
-        coef, edge_map = fg.back(sums, found, gray, _taps(1.0, 3, None)[0], cfg)
-        assert torch.equal(edge_map, edges.float())
+        coef = fg.back(sums, gray, _taps(1.0, 3, None)[0], cfg)
         ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0, cfg.sigma_max)
+        assert float((apply_coefficients(coef, gray, cfg.sigma_max) - dense).abs().max()) < 1e-5
         e_dense, e_sparse, e_edges, e_checks = _eager_maps(cfg, x)
     assert torch.equal(e_edges, edges.float()) and torch.equal(e_checks, checks)
     assert torch.equal(e_sparse, sparse)
@@ -150,6 +150,13 @@ def test_cpu_runner_copies_parts_in_place_without_gradients():
             got = run_in_cpu_chunks(fn, x, pixels=299 * 299)
         want = fn(x)
         assert all(torch.equal(g, w) and g.dtype == w.dtype for g, w in zip(got, want))
+        # preallocated outputs: every chunk writes its slices itself
+        outs = (torch.empty(23, 4, 5, 5), torch.empty(23, dtype=torch.long))
+        with torch.no_grad():
+            written = run_in_cpu_chunks(lambda b, o: (o[0].copy_(b * 2), o[1].copy_(fn(b)[1])), x,
+                                        pixels=299 * 299, outputs=outs)
+        assert all(w is o for w, o in zip(written, outs))
+        assert torch.equal(outs[0], want[0]) and torch.equal(outs[1], want[1])
         y = x.clone().requires_grad_(True)
         run_in_cpu_chunks(lambda b: (b * 3,), y, pixels=299 * 299)[0].sum().backward()
         assert torch.equal(y.grad, torch.full_like(x, 3.0))

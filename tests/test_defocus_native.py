@@ -37,6 +37,9 @@ def test_edge_pixels_equal_hysteresis_and_list_the_pixels(shape):
         y, x = rem // W, rem % W
         assert torch.equal(centre, (b * (H + 4) + y + 2) * (W + 4) + x + 2)
         assert torch.equal(block, (b * ((H + 1) // 2) + y // 2) * ((W + 1) // 2) + x // 2)
+        framed = torch.nn.functional.pad(mag, (1, 2, 3, 1), value=9.0)   # a view with row strides
+        again = native.edge_pixels(framed[..., 3:H + 3, 1:W + 1], peaks, lo, hi, frame=2)
+        assert all(torch.equal(a, b) for a, b in zip(again, (edges, idx, centre, block)))
 
 
 def test_edge_pixels_follow_long_chains_and_keep_images_apart():
@@ -78,6 +81,20 @@ def test_order_statistics_equal_a_sort():
     native.order_statistics(nan, 98, 99)         # a meaningless value, no crash
     with pytest.raises(ValueError, match="ranks"):
         native.order_statistics(torch.rand(1, 10), 9, 10)
+
+
+def test_apply_coefficients_equal_interpolate_then_apply():
+    g = torch.Generator().manual_seed(1)
+    for h, w, H, W in ((150, 150, 299, 299), (3, 5, 7, 11), (1, 1, 4, 4), (150, 120, 299, 240)):
+        coef = torch.randn(2, 2, h, w, generator=g)
+        gray = torch.rand(2, 1, H, W, generator=g)
+        ab = torch.nn.functional.interpolate(coef, size=(H, W), mode="bilinear", align_corners=False)
+        want = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp(0.0, 2.0)
+        out = torch.full((2, 1, H, W), float("nan"))
+        got = native.apply_coefficients(coef, gray, 2.0, out=out)
+        assert got is out and float((got - want).abs().max()) < 1e-6
+    with pytest.raises(ValueError, match="contiguous"):
+        native.apply_coefficients(coef, gray, 2.0, out=torch.empty(2, 1, W, H).transpose(-1, -2))
 
 
 def test_library_is_built_once_into_the_cache(tmp_path, monkeypatch):

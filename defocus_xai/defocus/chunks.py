@@ -20,7 +20,8 @@ CHUNK_PIXELS = 2 * 299 * 299
 _CPU_LOCK = threading.Lock()
 
 
-def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = None):
+def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = None,
+                      outputs: tuple | None = None):
     """``fn`` over chunks of at most ``CPU_CHUNK`` samples (and about ``CHUNK_PIXELS`` pixels),
     concatenated back.
 
@@ -39,6 +40,10 @@ def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = No
     pixels : int, optional
         Pixels per sample that ``fn`` works on (default: the batch's own ``H x W``; 1 for a batch
         of scalars or vectors).
+    outputs : tuple of torch.Tensor, optional
+        Preallocated ``(B, ...)`` results (no gradient): ``fn`` is then called as
+        ``fn(part, out_parts)`` with the matching slices of ``outputs`` and writes its results into
+        them (no copy afterwards); ``outputs`` is returned.
 
     Returns
     -------
@@ -61,11 +66,14 @@ def run_in_cpu_chunks(fn: Callable, batch: torch.Tensor, pixels: int | None = No
         starts = range(0, n, size)
         workers = min(n_threads, len(starts))
         grad = torch.is_grad_enabled()
-        concatenate = grad or len(starts) == 1     # autograd needs the parts; one part is it
-        out: list = []
+        concatenate = outputs is None and (grad or len(starts) == 1)   # autograd needs the parts
+        out: list = [] if outputs is None else list(outputs)
         out_lock = threading.Lock()
 
         def run(start):
+            if outputs is not None:
+                fn(batch[start:start + size], tuple(o[start:start + size] for o in outputs))
+                return None
             with torch.set_grad_enabled(grad):
                 part = fn(batch[start:start + size])
             if concatenate:

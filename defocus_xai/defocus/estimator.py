@@ -181,8 +181,13 @@ def estimate_defocus(images, config: EstimatorConfig | None = None, *, device=No
         dense, sparse, edges = _maps_reference(cfg, batch)
     elif fast:
         # The compiled path takes the range check's minimum and maximum on its way through the batch.
+        # Each chunk writes its maps into the outputs itself.
+        n = batch.shape[0]
+        outputs = tuple(torch.empty(n, 1, *grid, dtype=batch.dtype) for _ in range(3))
+        outputs += (torch.empty(n, 2, dtype=batch.dtype),)
         dense, sparse, edges, checks = run_in_cpu_chunks(
-            lambda b: fused_maps(cfg, resize_batch(b, cfg.size)), batch, pixels=grid[0] * grid[1])
+            lambda b, out: fused_maps(cfg, resize_batch(b, cfg.size), out=out), batch,
+            pixels=grid[0] * grid[1], outputs=outputs)
         if unchecked is not None:
             check_extremes(checks, batch, "images", unchecked)
     elif batch.device.type == "cpu":

@@ -131,21 +131,20 @@ def front(gx: torch.Tensor, gy: torch.Tensor) -> tuple:
     return mag, peaks, _percentile_sample(mag)
 
 
-def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, centre: torch.Tensor, block: torch.Tensor,
+def at_edges(ix1, iy1, ix2, iy2, centre: torch.Tensor, block: torch.Tensor,
              cfg: EstimatorConfig) -> tuple:
-    """``(sparse, sums)`` from the re-blur pair's framed derivatives of :func:`derivatives` at the
-    edge pixels (one graph, dynamic in their number ``K``): ``idx``, ``centre``, ``block`` ``(K,)``
-    are their flat indices into ``(B, H, W)``, into the framed maps and of their ``2 x 2`` blocks
-    (:func:`~.native.edge_pixels`). Returns the sparse sigma ``(B, 1, H, W)`` (zero off the edges) and
-    the sums of ``sigma * weight`` and of the straight-edge weight over the blocks
-    ``(2, B, 1, ceil(H / 2), ceil(W / 2))``.
+    """``(sigma, sums)`` from the re-blur pair's framed derivatives of :func:`derivatives` at the
+    edge pixels (one graph, dynamic in their number ``K``): ``centre``, ``block`` ``(K,)`` are their
+    flat indices into the framed maps and of their ``2 x 2`` blocks (:func:`~.native.edge_pixels`).
+    Returns sigma ``(K,)`` and the sums of ``sigma * weight`` and of the straight-edge weight over
+    the blocks ``(2, B, 1, ceil(H / 2), ceil(W / 2))``.
 
     The eager gather of :func:`~.ratio._cross_derivatives` (a 5-point cross per channel) as indirect
     loads fused with the eager code's own ``_sigma_and_weight``; no clamping: the frame's replicated
     pixels are the clamped ones.
     """
     B, _, Hp, Wp = ix1.shape
-    H, W = Hp - 4, Wp - 4
+    h, w = (Hp - 3) // 2, (Wp - 3) // 2          # ceil of the unframed size / 2
     c, dxs, dys = [], [], []
     for p in (ix1, iy1, ix2, iy2):
         flat = p.reshape(-1)
@@ -154,10 +153,8 @@ def at_edges(ix1, iy1, ix2, iy2, idx: torch.Tensor, centre: torch.Tensor, block:
         dxs.append((8.0 * (v[3] - v[2]) - (v[4] - v[1])) / 12.0)
         dys.append((8.0 * (v[7] - v[6]) - (v[8] - v[5])) / 12.0)
     sigma, weight = _sigma_and_weight(c, dxs, dys, cfg)
-    h, w = (H + 1) // 2, (W + 1) // 2
-    sparse = ix1.new_zeros(B * H * W).index_put((idx,), sigma)
     sums = ix1.new_zeros(2, B * h * w).index_add(1, block, torch.stack([sigma * weight, weight]))
-    return sparse.view(B, 1, H, W), sums.view(2, B, 1, h, w)
+    return sigma, sums.view(2, B, 1, h, w)
 
 
 def _reflect(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -227,14 +224,12 @@ def _fill(num: torch.Tensor, den: torch.Tensor, w: tuple) -> torch.Tensor:
     return val
 
 
-def back(sums: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor, blur: tuple,
-         cfg: EstimatorConfig) -> tuple:
-    """``(coef, edge_map)``: the guided propagation (``subsample`` 2) up to the guided filter's
-    box-averaged linear coefficients ``(B, 2, h, w)`` on the half-resolution grid, from ``sums``
-    ``(2, B, 1, h, w)`` (:func:`at_edges`' block sums of ``sigma * weight`` and of ``weight``), and
-    ``edges`` (``uint8``) as 0 / 1 floats (one graph); ``blur``: the fill's Gaussian taps. The
-    caller upsamples the coefficients and applies them to the gray image (``F.interpolate`` is
-    faster eager)."""
+def back(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, cfg: EstimatorConfig) -> torch.Tensor:
+    """The guided propagation (``subsample`` 2) up to the guided filter's box-averaged linear
+    coefficients ``(B, 2, h, w)`` on the half-resolution grid (one graph), from ``sums``
+    ``(2, B, 1, h, w)``: :func:`at_edges`' block sums of ``sigma * weight`` and of ``weight``;
+    ``blur``: the fill's Gaussian taps. The caller upsamples the coefficients and applies them to
+    the gray image (:func:`~.native.apply_coefficients`)."""
     small, count = _pool_sums(gray)
     num, den, small = sums[0] / count, sums[1] / count, small / count      # block means
     dk = den * 4.0
@@ -245,4 +240,4 @@ def back(sums: torch.Tensor, edges: torch.Tensor, gray: torch.Tensor, blur: tupl
     var_i = (corr_ii - mean_i * mean_i).clamp_min(0.0)
     a = (corr_ip - mean_i * mean_p) / (var_i + cfg.guided_eps)
     b = mean_p - a * mean_i
-    return _box_mean(torch.cat([a, b], 1), r), edges.to(gray.dtype)
+    return _box_mean(torch.cat([a, b], 1), r)

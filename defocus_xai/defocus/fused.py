@@ -16,12 +16,11 @@ import threading
 import warnings
 
 import torch
-import torch.nn.functional as F
 
 from .config import EstimatorConfig
 from .edges import _thresholds_from
 from .fast_graphs import at_edges, back, derivatives, front, percentile_99
-from .native import edge_pixels
+from .native import apply_coefficients, edge_pixels
 from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps
 
 __all__ = ["compile_requested", "fused_applies", "fused_maps", "COMPILE_ENV"]
@@ -57,7 +56,7 @@ def _call(fn, *args):
     key = (fn.__name__,) + tuple((tuple(a.shape[dynamic and a.dim() == 1:]), a.dtype)
                                  if torch.is_tensor(a) else a for a in args)
     if dynamic:
-        for index in args[4:7]:
+        for index in args[4:6]:
             torch._dynamo.mark_dynamic(index, 0)
     if key in _READY:
         return _COMPILED[fn](*args)
@@ -117,7 +116,7 @@ def fused_applies(cfg: EstimatorConfig, grid: tuple) -> bool:
             and min(grid) // 2 > 2 * r and min(grid) > _radius(cfg))
 
 
-def fused_maps(cfg: EstimatorConfig, x: torch.Tensor):
+def fused_maps(cfg: EstimatorConfig, x: torch.Tensor, out: tuple | None = None):
     """``(dense, sparse, edges, checks)`` of recipe ``"ours"`` (guided propagation) through the
     compiled graphs, where :func:`fused_applies`.
 
@@ -128,6 +127,9 @@ def fused_maps(cfg: EstimatorConfig, x: torch.Tensor):
     x : torch.Tensor
         ``(B, 3, H, W)`` float RGB batch on the estimator's grid, CPU, in the library's convention
         but possibly not range-checked yet: its values are clamped to ``[0, 1]`` first.
+    out : tuple of torch.Tensor, optional
+        Float32 tensors ``(B, 1, H, W)`` three times and ``(B, 2)`` to write the results into
+        (returned); default: new ones.
 
     Returns
     -------
@@ -147,15 +149,24 @@ def fused_maps(cfg: EstimatorConfig, x: torch.Tensor):
     scales = [cfg.edge_sigma, cfg.std1, cfg.std2]
     uniq = tuple(sorted(set(scales)))
     where = tuple(uniq.index(s) for s in scales)
+    B, _, H, W = x.shape
+    if out is None:
+        out = tuple(torch.empty(B, 1, H, W, dtype=x.dtype) for _ in range(3))
+        out += (torch.empty(B, 2, dtype=x.dtype),)
+    dense, sparse, edges, checks = out
     with torch.no_grad():
         taps = tuple(_taps(s, _radius(cfg), x.dtype) for s in uniq)
-        out = _compiled_maps(cfg, x, taps, where)
-        if out is None:
-            return _eager_maps(cfg, x)
-        coef, sparse, edges, gray, checks = out
-        ab = F.interpolate(coef, size=gray.shape[-2:], mode="bilinear", align_corners=False)
-        dense = torch.addcmul(ab[:, 1:], ab[:, :1], gray).clamp_(0.0, cfg.sigma_max)
-    return dense, sparse, edges, checks
+        maps = _compiled_maps(cfg, x, taps, where)
+        if maps is None:
+            for o, eager in zip(out, _eager_maps(cfg, x)):
+                o.copy_(eager)
+            return out
+        coef, sigma, idx, found, gray, extremes = maps
+        apply_coefficients(coef, gray, cfg.sigma_max, out=dense)
+        sparse.zero_().view(-1).index_put_((idx,), sigma)
+        edges.copy_(found)
+        checks.copy_(extremes)
+    return out
 
 
 def _radius(cfg: EstimatorConfig) -> int:
@@ -164,8 +175,9 @@ def _radius(cfg: EstimatorConfig) -> int:
 
 
 def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tuple):
-    """``(coefficients, sparse, edges, gray, checks)`` through the graphs (the guided filter's
-    coefficients on the half-resolution grid); ``None`` after a failed compilation."""
+    """``(coefficients, sigma, idx, edges, gray, checks)`` through the graphs: the guided filter's
+    coefficients on the half-resolution grid, sigma at the edge pixels and their flat indices, the
+    edge map as ``uint8``; ``None`` after a failed compilation."""
     maps = _call(derivatives, x, taps, where)
     front_out = None if maps is None else _call(front, maps[2], maps[3])
     if front_out is None:
@@ -179,13 +191,13 @@ def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tu
     except Exception as exc:  # no compiler, an unwritable cache, ...
         return _fail(exc)
     # A dynamic size of 0 or 1 would be specialized: so few edge pixels run eagerly.
-    args = (*maps[4:], *at, cfg)
+    args = (*maps[4:], *at[1:], cfg)
     values = _call(at_edges, *args) if at[0].numel() > 1 else at_edges(*args)
     if values is None:
         return None
     blur = _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0]
-    out = _call(back, values[1], edges, maps[0], blur, cfg)
-    return None if out is None else (out[0], values[0], out[1], maps[0], maps[1])
+    coef = _call(back, values[1], maps[0], blur, cfg)
+    return None if coef is None else (coef, values[0], at[0], edges, maps[0], maps[1])
 
 
 def _blur_radius(cfg: EstimatorConfig) -> int:

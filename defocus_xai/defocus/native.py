@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["library", "order_statistics", "edge_pixels"]
+__all__ = ["library", "order_statistics", "edge_pixels", "apply_coefficients"]
 
 SOURCE = Path(__file__).with_name("edge_pixels.c")
 FLAGS = ("-O3", "-shared", "-fPIC")
@@ -69,7 +69,7 @@ def library() -> ctypes.CDLL:
                 fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
                 os.close(fd)
                 try:
-                    subprocess.run([compiler, *FLAGS, "-x", "c++", str(SOURCE), "-o", tmp],
+                    subprocess.run([compiler, *FLAGS, "-x", "c++", str(SOURCE), "-o", tmp, "-lm"],
                                    check=True, capture_output=True, timeout=120)
                     os.replace(tmp, target)
                 finally:
@@ -79,9 +79,12 @@ def library() -> ctypes.CDLL:
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             lib.order_statistics.argtypes = [ptr, i64, i64, i64, i64, ptr, ptr]
             lib.order_statistics.restype = None
-            lib.edge_pixels.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr,
-                                       ptr]
+            lib.edge_pixels.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr,
+                                       ptr, ptr, ptr]
             lib.edge_pixels.restype = i64
+            lib.apply_coefficients.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ctypes.c_float,
+                                               ptr]
+            lib.apply_coefficients.restype = ctypes.c_int
             _LIB.append(lib)
     return _LIB[0]
 
@@ -132,7 +135,9 @@ def edge_pixels(mag: torch.Tensor, peaks: torch.Tensor, low: torch.Tensor, high:
     ([0, 1, 1, 1, 0, 0], [1, 2, 3], [10, 11, 12], [0, 1, 1])
     """
     B, _, H, W = mag.shape
-    mag, peaks = mag.contiguous(), peaks.contiguous()
+    if mag.stride(-1) != 1:
+        mag = mag.contiguous()           # rows with a stride of their own are read in place
+    peaks = peaks.contiguous()
     if not (mag.dtype == torch.float32 and peaks.dtype == torch.uint8 and peaks.shape == mag.shape):
         raise ValueError("edge_pixels: float32 mag and uint8 peaks of the same shape")
     low = low.to(torch.float32).reshape(B).contiguous()
@@ -140,7 +145,36 @@ def edge_pixels(mag: torch.Tensor, peaks: torch.Tensor, low: torch.Tensor, high:
     edges = torch.empty(B, 1, H, W, dtype=torch.uint8)
     stack = torch.empty(H * W, dtype=torch.int64)
     out = torch.empty(3, B * H * W, dtype=torch.int64)
-    count = library().edge_pixels(_ptr(mag), _ptr(peaks), _ptr(low), _ptr(high), B, H, W, frame,
+    count = library().edge_pixels(_ptr(mag), mag.stride(0), mag.stride(2), _ptr(peaks), _ptr(low),
+                                  _ptr(high), B, H, W, frame,
                                   _ptr(edges), _ptr(stack), _ptr(out[0]), _ptr(out[1]),
                                   _ptr(out[2]))
     return (edges, *out[:, :count])
+
+
+def apply_coefficients(coef: torch.Tensor, gray: torch.Tensor, sigma_max: float,
+                       out: torch.Tensor | None = None) -> torch.Tensor:
+    """The guided filter's last step on the full grid: the linear coefficients ``coef``
+    ``(B, 2, h, w)`` upsampled bilinearly to ``gray``'s ``(B, 1, H, W)`` (``F.interpolate``,
+    ``align_corners=False``, within float rounding) and applied, ``a * gray + b``, clamped to
+    ``[0, sigma_max]``; written into ``out`` (contiguous float32 ``(B, 1, H, W)``) when given.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai.defocus.native import apply_coefficients
+    >>> coef = torch.tensor([[[[2.0]], [[0.5]]]])            # a = 2, b = 0.5 everywhere
+    >>> apply_coefficients(coef, torch.full((1, 1, 2, 3), 0.25), 5.0).flatten().tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    B, _, h, w = coef.shape
+    H, W = gray.shape[-2:]
+    coef, gray = coef.contiguous(), gray.contiguous()
+    if not (coef.dtype == gray.dtype == torch.float32 and coef.shape[1] == 2 and gray.shape[:2] == (B, 1)):
+        raise ValueError("apply_coefficients: float32 coefficients (B, 2, h, w) and gray (B, 1, H, W)")
+    dense = torch.empty(B, 1, H, W, dtype=torch.float32) if out is None else out
+    if not (dense.shape == (B, 1, H, W) and dense.dtype == torch.float32 and dense.is_contiguous()):
+        raise ValueError("apply_coefficients: out must be a contiguous float32 (B, 1, H, W) tensor")
+    if library().apply_coefficients(_ptr(coef), _ptr(gray), B, h, w, H, W, sigma_max, _ptr(dense)):
+        raise MemoryError("apply_coefficients: out of memory")
+    return dense
