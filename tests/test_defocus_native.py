@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import defocus_xai as dx
 from defocus_xai.defocus import native
@@ -64,23 +65,25 @@ def test_edge_pixels_follow_long_chains_and_keep_images_apart():
     assert edges[1].nonzero().tolist() == [[0, 1, 0]] and idx.numel() == len(path) + 1
 
 
-def test_order_statistics_equal_a_sort():
+def test_thresholds_equal_edge_thresholds():
+    from defocus_xai.defocus.edges import _percentile_sample, contrast_floor, edge_thresholds
+
     g = torch.Generator().manual_seed(0)
-    rows = [torch.rand(3, 22351, generator=g), torch.randn(2, 777, generator=g),
-            torch.randint(0, 4, (2, 1000), generator=g).float(), torch.zeros(1, 50),
-            torch.rand(2, 9, generator=g) ** 8, -torch.rand(1, 300, generator=g)]
-    for values in rows:
-        n = values.shape[1]
-        ranked = values.sort(1).values
-        for below in {0, n // 2, n - 2, int(0.99 * (n - 1))}:
-            for above in (below, below + 1):
-                lo, hi = native.order_statistics(values, below, above)
-                assert torch.equal(lo, ranked[:, below]) and torch.equal(hi, ranked[:, above])
+    mags = [torch.rand(3, 1, 299, 299, generator=g) ** 3, torch.rand(2, 1, 40, 30, generator=g),
+            torch.randint(0, 4, (2, 1, 30, 30), generator=g).float() / 4,
+            torch.zeros(1, 1, 16, 16), torch.rand(1, 1, 1, 1, generator=g), torch.rand(1, 1, 1, 2)]
+    for mag in mags:
+        for low, high, contrast in ((0.05, 0.15, 0.02), (0.2, 0.3, 0.0), (0.1, 0.1, 5.0)):
+            want = edge_thresholds(mag, low=low, high=high, min_contrast=contrast, edge_sigma=1.5)
+            got = native.edge_thresholds(_percentile_sample(mag), low, high,
+                                         contrast_floor(contrast, 1.5))
+            for a, b in zip(got, want):                      # within one float32 ulp
+                assert torch.allclose(a, b.flatten(), rtol=2.4e-7, atol=0), (a, b)
     nan = torch.rand(1, 100, generator=g)
     nan[0, ::7] = float("nan")
-    native.order_statistics(nan, 98, 99)         # a meaningless value, no crash
-    with pytest.raises(ValueError, match="ranks"):
-        native.order_statistics(torch.rand(1, 10), 9, 10)
+    native.edge_thresholds(nan, 0.05, 0.15, 0.01)       # a meaningless value, no crash
+    with pytest.raises(ValueError, match="sample"):
+        native.edge_thresholds(torch.rand(1, 0), 0.05, 0.15, 0.01)
 
 
 def test_apply_coefficients_equal_interpolate_then_apply():
@@ -97,11 +100,32 @@ def test_apply_coefficients_equal_interpolate_then_apply():
         native.apply_coefficients(coef, gray, 2.0, out=torch.empty(2, 1, W, H).transpose(-1, -2))
 
 
+@pytest.mark.parametrize("shape", [(2, 299, 299), (1, 64, 48), (3, 33, 41), (1, 31, 200)])
+def test_guided_coefficients_equal_the_guided_propagation(shape):
+    # The half-resolution guided propagation of propagation.py (torch), from the same block sums.
+    from defocus_xai.defocus.filters import _taps
+    from defocus_xai.defocus.propagation import guided_propagation
+
+    B, H, W = shape
+    g = torch.Generator().manual_seed(H)
+    conf = (torch.rand(B, 1, H, W, generator=g) < 0.05) * torch.rand(B, 1, H, W, generator=g)
+    sparse = torch.rand(B, 1, H, W, generator=g) * 5 * (conf > 0)
+    gray = torch.rand(B, 1, H, W, generator=g)
+    pad = (0, W % 2, 0, H % 2)
+    sums = torch.stack([F.avg_pool2d(F.pad(m, pad), 2) * 4 for m in (sparse * conf, conf)])
+    want = guided_propagation(sparse, conf, gray, fill_std=2.0, radius=4, eps=1e-3).clamp(0, 10)
+    coef = native.guided_coefficients(sums, gray, _taps(1.0, 3, None)[0], 2, 1e-3)
+    got = native.apply_coefficients(coef, gray, 10.0)
+    assert float((got - want).abs().max()) < 2e-5 * float(want.abs().max())
+    with pytest.raises(ValueError, match="kernels shorter"):
+        native.guided_coefficients(sums, gray, _taps(1.0, 3, None)[0], min(H, W), 1e-3)
+
+
 def test_library_is_built_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFOCUS_XAI_CACHE", str(tmp_path))
     monkeypatch.setattr(native, "_LIB", [])
     lib = native.library()
-    built = list(tmp_path.glob("edge_pixels-*.so"))
+    built = list(tmp_path.glob("defocus_xai_native-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.so.tmp*"))
     assert native.library() is lib
     monkeypatch.setattr(native, "_LIB", [])

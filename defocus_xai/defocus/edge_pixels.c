@@ -1,13 +1,10 @@
-/* The compiled CPU path's small C library (defocus_xai/defocus/native.py loads it with ctypes):
- * the two order statistics of the per-image percentile; the double threshold with hysteresis
- * followed by the list of edge pixels, in one pass over each image instead of the many small torch
- * operations of defocus_xai.defocus.edges.hysteresis; the guided filter's coefficients upsampled and
- * applied to the gray image. Plain C (C++-compatible), no dependencies; the first two equal the
- * torch code's results exactly, the last F.interpolate's within float rounding
- * (tests/test_defocus_native.py). */
-#include <math.h>
+/* The compiled CPU path's C library, part 1 (defocus_xai/defocus/native.py builds it with
+ * propagation.c and loads it with ctypes): the per-image percentile and thresholds of the edge
+ * detector; the double threshold with hysteresis followed by the list of edge pixels, in one pass
+ * over each image instead of the many small torch operations of defocus_xai.defocus.edges.hysteresis.
+ * Plain C (C++-compatible), no dependencies; hysteresis equals the torch code's result exactly, the
+ * thresholds within one float32 ulp (tests/test_defocus_native.py). */
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -63,44 +60,64 @@ static uint32_t order_key(float f) {
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-/* For each row b of values (B, n): out[2 b] = its below-th smallest value and out[2 b + 1] its
- * above-th (0-based ranks, below <= above <= below + 1 < n). A histogram of the top 12 bits of the
- * order keys finds the bin of rank below; its members (copied to scratch, room for n floats) are
- * selected among exactly (two passes over the row instead of a sort). */
-void order_statistics(const float *values, int64_t B, int64_t n, int64_t below, int64_t above,
-                      float *scratch, float *out) {
+/* The k-th and (k + 1)-th smallest values of v[0 .. n) (k + 1 < n), as from a sort, into *first and
+ * *second: a histogram of the top 12 bits of the order keys finds the bin of rank k; its members
+ * (copied to scratch, room for n floats) are selected among exactly (two passes over v). */
+static void order_pair(const float *v, int64_t n, int64_t k, float *scratch, float *first,
+                       float *second) {
     int64_t hist[4096];
-    for (int64_t b = 0; b < B; ++b) {
-        const float *v = values + b * n;
-        memset(hist, 0, sizeof hist);
-        for (int64_t p = 0; p < n; ++p) hist[order_key(v[p]) >> 20]++;
-        int64_t before = 0;            /* values in the bins below the one of rank `below` */
-        uint32_t bin = 0;
-        while (before + hist[bin] <= below) before += hist[bin++];
-        int64_t m = 0;
-        for (int64_t p = 0; p < n; ++p)
-            if (order_key(v[p]) >> 20 == bin) scratch[m++] = v[p];
-        const int64_t k = below - before;
-        const float first = kth_smallest(scratch, m, k);
-        float second = first;
-        if (above > below) {
-            if (k + 1 < m) {           /* after the selection, the rest of the bin is >= first */
-                second = scratch[k + 1];
-                for (int64_t p = k + 2; p < m; ++p)
-                    if (scratch[p] < second) second = scratch[p];
-            } else {                   /* the smallest value of the bins above */
-                uint32_t best = 0xFFFFFFFFu;
-                for (int64_t p = 0; p < n; ++p) {
-                    const uint32_t key = order_key(v[p]);
-                    if (key >> 20 > bin && key <= best) {
-                        best = key;
-                        second = v[p];
-                    }
-                }
+    memset(hist, 0, sizeof hist);
+    for (int64_t p = 0; p < n; ++p) hist[order_key(v[p]) >> 20]++;
+    int64_t before = 0;                /* values in the bins below the one of rank k */
+    uint32_t bin = 0;
+    while (before + hist[bin] <= k) before += hist[bin++];
+    int64_t m = 0;
+    for (int64_t p = 0; p < n; ++p)
+        if (order_key(v[p]) >> 20 == bin) scratch[m++] = v[p];
+    const int64_t j = k - before;
+    *first = kth_smallest(scratch, m, j);
+    if (j + 1 < m) {                   /* after the selection, the rest of the bin is >= first */
+        *second = scratch[j + 1];
+        for (int64_t p = j + 2; p < m; ++p)
+            if (scratch[p] < *second) *second = scratch[p];
+    } else {                           /* the smallest value of the bins above */
+        uint32_t best = 0xFFFFFFFFu;
+        *second = *first;
+        for (int64_t p = 0; p < n; ++p) {
+            const uint32_t key = order_key(v[p]);
+            if (key >> 20 > bin && key <= best) {
+                best = key;
+                *second = v[p];
             }
         }
-        out[2 * b] = first;
-        out[2 * b + 1] = second;
+    }
+}
+
+/* The thresholds of defocus_xai.defocus.edges.edge_thresholds for each row b of sample (B, n):
+ * the 99th percentile ref (torch.quantile's: rank 0.99 (n - 1) in float32, linear interpolation
+ * as torch.lerp), lo = max(low ref, floor), hi = max(high ref, floor, lo). scratch: n floats. */
+void percentile_thresholds(const float *sample, int64_t B, int64_t n, float low, float high,
+                           float floor_value, float *scratch, float *lo, float *hi) {
+    const float rank = 0.99f * (float)(n - 1);
+    const int64_t below = (int64_t)rank;
+    const float weight = rank - (float)below;
+    for (int64_t b = 0; b < B; ++b) {
+        float first, second;
+        if (n == 1) {
+            first = second = sample[b];
+        } else if (below + 1 < n) {
+            order_pair(sample + b * n, n, below, scratch, &first, &second);
+        } else {
+            order_pair(sample + b * n, n, below - 1, scratch, &second, &first);
+        }
+        const float ref = weight < 0.5f ? first + weight * (second - first)
+                                        : second - (second - first) * (1.0f - weight);
+        float l = low * ref, h = high * ref;
+        if (!(l >= floor_value)) l = l != l ? l : floor_value;   /* max, NaN kept as torch's */
+        if (!(h >= floor_value)) h = h != h ? h : floor_value;
+        if (l > h) h = l;
+        lo[b] = l;
+        hi[b] = h;
     }
 }
 
@@ -184,68 +201,6 @@ int64_t edge_pixels(const float *mag, int64_t mag_image, int64_t mag_row, const 
         count += kept;
     }
     return count;
-}
-
-/* Bilinear source index and weights along one dimension (F.interpolate, align_corners=False):
- * output o reads inputs i0[o], i1[o] with weights w0[o], w1[o]; the source position with one
- * rounding, as torch's CPU kernel computes it. */
-static void linear_taps(int64_t n_in, int64_t n_out, int64_t *i0, int64_t *i1, float *w0, float *w1) {
-    const float scale = (float)n_in / (float)n_out;
-    for (int64_t o = 0; o < n_out; ++o) {
-        float src = fmaf(scale, (float)o + 0.5f, -0.5f);
-        if (src < 0.0f) src = 0.0f;
-        int64_t i = (int64_t)src;
-        if (i > n_in - 1) i = n_in - 1;
-        float lam = src - (float)i;
-        lam = lam < 0.0f ? 0.0f : (lam > 1.0f ? 1.0f : lam);
-        i0[o] = i;
-        i1[o] = i < n_in - 1 ? i + 1 : i;
-        w0[o] = 1.0f - lam;
-        w1[o] = lam;
-    }
-}
-
-/* dense[b] = clamp(A * gray[b] + C, 0, vmax), where A and C are coef[b, 0] and coef[b, 1] (h, w)
- * upsampled bilinearly to (H, W) (F.interpolate, align_corners=False): along the width first (rows
- * of the small grid, into a scratch of 2 h W floats), then along the height (whole rows). coef
- * (B, 2, h, w), gray and dense (B, H, W), contiguous. Returns 0, or -1 when out of memory. */
-int apply_coefficients(const float *coef, const float *gray, int64_t B, int64_t h, int64_t w,
-                       int64_t H, int64_t W, float vmax, float *dense) {
-    int64_t *ix = (int64_t *)malloc(sizeof(int64_t) * 2 * (W + H));
-    float *wx = (float *)malloc(sizeof(float) * 2 * (W + H));
-    float *across = (float *)malloc(sizeof(float) * 2 * h * W);
-    if (!ix || !wx || !across) {
-        free(ix);
-        free(wx);
-        free(across);
-        return -1;
-    }
-    int64_t *jx0 = ix, *jx1 = ix + W, *iy0 = ix + 2 * W, *iy1 = iy0 + H;
-    float *ux0 = wx, *ux1 = wx + W, *vy0 = wx + 2 * W, *vy1 = vy0 + H;
-    linear_taps(w, W, jx0, jx1, ux0, ux1);
-    linear_taps(h, H, iy0, iy1, vy0, vy1);
-    for (int64_t b = 0; b < B; ++b) {
-        for (int64_t r = 0; r < 2 * h; ++r) {          /* both maps' rows */
-            const float *src = coef + (b * 2 * h + r) * w;
-            float *dst = across + r * W;
-            for (int64_t x = 0; x < W; ++x) dst[x] = ux0[x] * src[jx0[x]] + ux1[x] * src[jx1[x]];
-        }
-        for (int64_t y = 0; y < H; ++y) {
-            const float *a0 = across + iy0[y] * W, *a1 = across + iy1[y] * W;
-            const float *c0 = across + (h + iy0[y]) * W, *c1 = across + (h + iy1[y]) * W;
-            const float v0 = vy0[y], v1 = vy1[y];
-            const float *g = gray + (b * H + y) * W;
-            float *d = dense + (b * H + y) * W;
-            for (int64_t x = 0; x < W; ++x) {
-                const float value = (v0 * a0[x] + v1 * a1[x]) * g[x] + (v0 * c0[x] + v1 * c1[x]);
-                d[x] = value < 0.0f ? 0.0f : (value > vmax ? vmax : value);
-            }
-        }
-    }
-    free(ix);
-    free(wx);
-    free(across);
-    return 0;
 }
 
 #ifdef __cplusplus

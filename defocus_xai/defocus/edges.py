@@ -212,10 +212,22 @@ def _percentile_sample(mag: torch.Tensor) -> torch.Tensor:
     return flat[:, ::step].to(torch.float32)
 
 
+def contrast_floor(min_contrast: float, edge_sigma: float) -> float:
+    """The thresholds' absolute floor: the peak gradient, at scale ``edge_sigma``, of a sharp step of
+    contrast ``min_contrast``.
+
+    Examples
+    --------
+    >>> round(contrast_floor(0.02, 1.5), 6)
+    0.005319
+    """
+    return min_contrast / (math.sqrt(2 * math.pi) * edge_sigma)
+
+
 def _thresholds_from(ref, mag, *, low, high, min_contrast, edge_sigma, noise=None):
     """:func:`edge_thresholds` from the per-image 99th percentiles ``ref`` ``(B,)`` of ``mag``."""
     B = mag.shape[0]
-    floor = min_contrast / (math.sqrt(2 * math.pi) * edge_sigma)
+    floor = contrast_floor(min_contrast, edge_sigma)
     lo = torch.clamp_min(low * ref, floor)
     hi = torch.clamp_min(high * ref, floor)
     if noise is not None:

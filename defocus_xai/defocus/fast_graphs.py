@@ -1,4 +1,4 @@
-"""The four graphs of the compiled CPU path (:mod:`.fused`), written for ``torch.compile``'s C++ backend.
+"""The three graphs of the compiled CPU path (:mod:`.fused`), written for ``torch.compile``'s C++ backend.
 
 The eager code's formulas, arranged so that inductor vectorizes every loop with plain vector loads:
 
@@ -7,50 +7,27 @@ The eager code's formulas, arranged so that inductor vectorizes every loop with 
 * :func:`front`: gradient magnitude, non-maximum suppression (``uint8`` out) and the values the
   thresholds' percentile is taken of;
 * :func:`at_edges`: the ratio's sigma and straight-edge weight at the edge pixels only (dynamic in
-  their number), the eager gather of :func:`~.ratio._cross_derivatives` as indirect loads, written
-  into the sparse map and summed over 2 x 2 blocks;
-* :func:`back`: the guided propagation on the half-resolution grid from those block sums, borders
-  reflected by concatenating flipped slices (inductor leaves reflected indices scalar), 2 x 2 block
-  sums adding row pairs first.
+  their number), the eager gather of :func:`~.ratio._cross_derivatives` as indirect loads, and the
+  sums of ``sigma * weight`` and of the weight over 2 x 2 blocks.
 
-Between :func:`front` and :func:`at_edges`, the C library of :mod:`.native`: the percentile's order
-statistics (:func:`percentile_99`), then the double threshold, hysteresis and the list of edge
-pixels in one pass. Tolerance against the eager maps: ``docs/estimator.md`` ("Compiled CPU path").
+Between :func:`front` and :func:`at_edges`, the C library of :mod:`.native`: the thresholds'
+percentile, then the double threshold, hysteresis and the list of edge pixels in one pass; after
+:func:`at_edges`, the same library's guided propagation. Borders are concatenations (reflected
+slices flipped, replicated slices repeated, zero frames): inductor compiles padded or clamped
+indices to masked or scalar loads. Tolerance against the eager maps: ``docs/estimator.md``
+("Compiled CPU path").
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import EstimatorConfig
 from .edges import _percentile_sample, _suppress
-from .filters import _fma_chain, _symmetric_1d
-from .native import order_statistics
+from .filters import _fma_chain
 from .ratio import _sigma_and_weight
 
-__all__ = ["derivatives", "front", "at_edges", "back", "percentile_99"]
-
-
-def percentile_99(flat: torch.Tensor) -> torch.Tensor:
-    """The 99th percentile of each row of the float32 ``flat`` ``(B, N)``, with linear interpolation
-    between the two order statistics around rank ``0.99 (N - 1)`` (``torch.quantile``'s definition,
-    within one ulp); the two come from a quickselect (:func:`~.native.order_statistics`), not from a
-    sort.
-
-    Examples
-    --------
-    >>> import torch
-    >>> x = torch.rand(2, 1000)
-    >>> bool((percentile_99(x) - torch.quantile(x, 0.99, dim=1)).abs().max() < 1e-6)
-    True
-    """
-    n = flat.shape[1]
-    rank = np.float32(0.99) * np.float32(n - 1)             # float32, as torch.quantile's ranks
-    below, above = int(np.floor(rank)), int(np.ceil(rank))
-    lo, hi = order_statistics(flat, below, above)
-    return torch.lerp(lo, hi, float(rank - np.float32(below)))
+__all__ = ["derivatives", "front", "at_edges"]
 
 
 def _replicate(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -59,14 +36,6 @@ def _replicate(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     n = x.shape[dim]
     lo, hi = x.narrow(dim, 0, 1), x.narrow(dim, n - 1, 1)
     return torch.cat([lo] * r + [x] + [hi] * r, dim)
-
-
-def _five_point(p: torch.Tensor, dim: int) -> torch.Tensor:
-    """5-point central difference along ``dim`` of a map padded there by two pixels on each side
-    (times ``1 / 12`` rather than divided by 12: within one rounding, and vector divisions are slow)."""
-    n = p.shape[dim] - 4
-    v = {k: p.narrow(dim, 2 + k, n) for k in (-2, -1, 1, 2)}
-    return (8.0 * (v[1] - v[-1]) - (v[2] - v[-2])) * (1.0 / 12.0)
 
 
 def _zero_frame(x: torch.Tensor) -> torch.Tensor:
@@ -162,82 +131,3 @@ def _reflect(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
     :func:`~.filters._pad`), from flipped slices."""
     n = x.shape[dim]
     return torch.cat([x.narrow(dim, 1, r).flip(dim), x, x.narrow(dim, n - 1 - r, r).flip(dim)], dim)
-
-
-def _box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """:func:`~.filters.box_filter` (short windows: shifted sums, reflect padding)."""
-    k = 2 * radius + 1
-    out = x
-    for dim in (-1, -2):
-        p = _reflect(out, radius, dim)
-        n = out.shape[dim]
-        acc = p.narrow(dim, 0, n) + p.narrow(dim, 1, n)
-        for j in range(2, k):
-            acc = acc + p.narrow(dim, j, n)
-        out = acc
-    return out * (1.0 / (k * k))
-
-
-def _blur(x: torch.Tensor, w: tuple) -> torch.Tensor:
-    """:func:`~.filters.gaussian_blur` with the (short, symmetric) kernel ``w``, reflect padding."""
-    r = len(w) // 2
-    return _symmetric_1d(_reflect(_symmetric_1d(_reflect(x, r, -1), w, -1), r, -2), w, -2)
-
-
-def _pool_sums(x: torch.Tensor) -> tuple:
-    """Sums over ``2 x 2`` blocks (zero-padded at the bottom and right; rows first, so that every
-    load is a plain vector load but the last) and the number of pixels in each block."""
-    H, W = x.shape[-2:]
-    ph, pw = H % 2, W % 2
-    xp = F.pad(x, (0, pw, 0, ph)) if ph or pw else x
-    rows = xp[..., 0::2, :] + xp[..., 1::2, :]
-    s = rows[..., 0::2] + rows[..., 1::2]
-    h, w = s.shape[-2:]
-    ny = torch.full((h, 1), 2.0, dtype=x.dtype, device=x.device)
-    nx = torch.full((1, w), 2.0, dtype=x.dtype, device=x.device)
-    if ph:
-        ny[-1] = 1.0
-    if pw:
-        nx[0, -1] = 1.0
-    return s, ny * nx
-
-
-def _fill(num: torch.Tensor, den: torch.Tensor, w: tuple) -> torch.Tensor:
-    """:func:`~.propagation.normalized_fill` of the pooled sums ``num = sum s c`` and ``den = sum c``."""
-    levels = [_blur(torch.cat([num, den], 1), w)]
-    while min(levels[-1].shape[-2:]) > 1:
-        s, count = _pool_sums(levels[-1])
-        levels.append(s * (4.0 / count))        # partial blocks rescaled to sums over four pixels
-    top = levels[-1]
-    num_t, den_t = top[:, :1], top[:, 1:]
-    val = torch.where(den_t > 0, num_t / den_t.clamp_min(1e-12), torch.zeros_like(num_t))
-    if val.shape[-2:] != (1, 1):
-        tot = den_t.sum((-2, -1), keepdim=True)
-        val = torch.where(tot > 0, num_t.sum((-2, -1), keepdim=True) / tot.clamp_min(1e-12),
-                          torch.zeros_like(tot))
-    for lvl in reversed(levels[:-1]):
-        up = (val.expand(*val.shape[:-2], *lvl.shape[-2:]) if val.shape[-2:] == (1, 1) else
-              F.interpolate(val, size=lvl.shape[-2:], mode="bilinear", align_corners=False))
-        n, d = lvl[:, :1], lvl[:, 1:]
-        w = d.clamp(0.0, 1.0)
-        val = torch.where(d > 0, w * (n / d.clamp_min(1e-12)) + (1 - w) * up, up)
-    return val
-
-
-def back(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, cfg: EstimatorConfig) -> torch.Tensor:
-    """The guided propagation (``subsample`` 2) up to the guided filter's box-averaged linear
-    coefficients ``(B, 2, h, w)`` on the half-resolution grid (one graph), from ``sums``
-    ``(2, B, 1, h, w)``: :func:`at_edges`' block sums of ``sigma * weight`` and of ``weight``;
-    ``blur``: the fill's Gaussian taps. The caller upsamples the coefficients and applies them to
-    the gray image (:func:`~.native.apply_coefficients`)."""
-    small, count = _pool_sums(gray)
-    num, den, small = sums[0] / count, sums[1] / count, small / count      # block means
-    dk = den * 4.0
-    filled = _fill(num / den.clamp_min(1e-12) * dk, dk, blur)
-    r = max(1, round(cfg.guided_radius / 2))
-    m = _box_mean(torch.cat([small, filled, small * filled, small * small], 1), r)
-    mean_i, mean_p, corr_ip, corr_ii = m[:, :1], m[:, 1:2], m[:, 2:3], m[:, 3:]
-    var_i = (corr_ii - mean_i * mean_i).clamp_min(0.0)
-    a = (corr_ip - mean_i * mean_p) / (var_i + cfg.guided_eps)
-    b = mean_p - a * mean_i
-    return _box_mean(torch.cat([a, b], 1), r)

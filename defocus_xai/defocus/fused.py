@@ -1,6 +1,6 @@
 """The estimator's compiled CPU path: the graphs of :mod:`.fast_graphs` compiled by ``torch.compile``
-(inductor, C++), the thresholds and hysteresis in the C library of :mod:`.native`, the final
-upsampling eager.
+(inductor, C++) for the filters and the ratio, the C library of :mod:`.native` for the thresholds,
+hysteresis and the propagation.
 
 Opt-in (``estimate_defocus(..., compiled=True)`` or ``DEFOCUS_XAI_COMPILE=1``), CPU inference only, recipe
 ``"ours"`` with guided propagation (half-resolution, short kernels); anything else, or a failed
@@ -18,9 +18,9 @@ import warnings
 import torch
 
 from .config import EstimatorConfig
-from .edges import _thresholds_from
-from .fast_graphs import at_edges, back, derivatives, front, percentile_99
-from .native import apply_coefficients, edge_pixels
+from .edges import contrast_floor
+from .fast_graphs import at_edges, derivatives, front
+from .native import apply_coefficients, edge_pixels, edge_thresholds, guided_coefficients
 from .filters import _SHIFT_TAPS, DEFAULT_TRUNCATE, _taps
 
 __all__ = ["compile_requested", "fused_applies", "fused_maps", "COMPILE_ENV"]
@@ -73,12 +73,9 @@ def _call(fn, *args):
             # nor at the edge pixels (the eager ratio rounds them so too).
             contract = "off" if fn in (front, at_edges) else "fast"
             # at_edges: its indices come from the edge map on the same grid; no per-load bounds check.
-            # back: the fill's pyramid levels, each read four times by the bilinear upsampling,
-            # are written out rather than recomputed inline level by level (30 % faster).
             with inductor_config.patch({"cpp.enable_floating_point_contract_flag": contract,
                                         "cpp_wrapper": True,
-                                        "assert_indirect_indexing": not dynamic,
-                                        "realize_reads_threshold": 2 if fn is back else 4}), \
+                                        "assert_indirect_indexing": not dynamic}), \
                     torch._dynamo.config.patch(automatic_dynamic_shapes=False):
                 out = _COMPILED[fn](*args)
         except Exception as exc:  # no C++ compiler, unsupported op, ...: the eager code is exact
@@ -184,9 +181,8 @@ def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tu
         return None
     mag, peaks, sample = front_out
     try:        # the thresholds of edges.edge_thresholds, hysteresis: the C library
-        lo, hi = _thresholds_from(percentile_99(sample), mag, low=cfg.low_threshold,
-                                  high=cfg.high_threshold, min_contrast=cfg.min_contrast,
-                                  edge_sigma=cfg.edge_sigma)
+        lo, hi = edge_thresholds(sample, cfg.low_threshold, cfg.high_threshold,
+                                 contrast_floor(cfg.min_contrast, cfg.edge_sigma))
         edges, *at = edge_pixels(mag, peaks, lo, hi, frame=2)   # idx, centre, block
     except Exception as exc:  # no compiler, an unwritable cache, ...
         return _fail(exc)
@@ -195,9 +191,12 @@ def _compiled_maps(cfg: EstimatorConfig, x: torch.Tensor, taps: tuple, where: tu
     values = _call(at_edges, *args) if at[0].numel() > 1 else at_edges(*args)
     if values is None:
         return None
-    blur = _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0]
-    coef = _call(back, values[1], maps[0], blur, cfg)
-    return None if coef is None else (coef, values[0], at[0], edges, maps[0], maps[1])
+    try:
+        coef = guided_coefficients(values[1], maps[0], _taps(cfg.fill_std / 2, _blur_radius(cfg), None)[0],
+                                   max(1, round(cfg.guided_radius / 2)), cfg.guided_eps)
+    except Exception as exc:
+        return _fail(exc)
+    return coef, values[0], at[0], edges, maps[0], maps[1]
 
 
 def _blur_radius(cfg: EstimatorConfig) -> int:

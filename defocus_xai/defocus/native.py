@@ -1,9 +1,13 @@
-"""The compiled CPU path's small C library (``edge_pixels.c``): built once per machine with the C++
-compiler that ``torch.compile`` uses, cached on disk, loaded with ``ctypes``.
+"""The compiled CPU path's small C library (``edge_pixels.c``, ``propagation.c``): built once per
+machine with the C++ compiler that ``torch.compile`` uses, cached on disk, loaded with ``ctypes``.
 
-Two functions, each exactly equal to the torch code it replaces on that path: :func:`order_statistics`
-(the two order statistics of :func:`~.fast_graphs.percentile_99`) and :func:`edge_pixels` (the double
-threshold and :func:`~.edges.hysteresis`, plus the list of edge pixels). The cache directory is
+Four functions, each equal to the torch code it replaces on that path (exactly, or within float
+rounding): :func:`edge_thresholds` (the percentile and thresholds of
+:func:`~.edges.edge_thresholds`), :func:`edge_pixels` (the double threshold and
+:func:`~.edges.hysteresis`, plus the list of edge pixels), :func:`guided_coefficients` (the guided
+propagation at half resolution) and :func:`apply_coefficients` (its coefficients upsampled and
+applied to the gray image). Scalar C that the compiler vectorizes where it can (no machine-specific
+flags: the cached library runs on any CPU of the architecture). The cache directory is
 ``$DEFOCUS_XAI_CACHE`` or ``$XDG_CACHE_HOME/defocus_xai`` (``~/.cache/defocus_xai``); the library's
 name carries a hash of the source, the compiler and its flags, and it is written under a temporary
 name and renamed, so that concurrent processes never load a half-written file. Any failure (no
@@ -23,9 +27,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["library", "order_statistics", "edge_pixels", "apply_coefficients"]
+__all__ = ["library", "edge_thresholds", "edge_pixels", "guided_coefficients", "apply_coefficients"]
 
-SOURCE = Path(__file__).with_name("edge_pixels.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("edge_pixels.c", "propagation.c"))
 FLAGS = ("-O3", "-shared", "-fPIC")
 _LOCK = threading.Lock()
 _LIB: list = []
@@ -61,15 +65,15 @@ def library() -> ctypes.CDLL:
     with _LOCK:
         if not _LIB:
             compiler = _compiler()
-            source = SOURCE.read_bytes()
+            source = b"".join(path.read_bytes() for path in SOURCES)
             key = hashlib.sha256(source + compiler.encode() + " ".join(FLAGS).encode()).hexdigest()
-            target = _cache_dir() / f"edge_pixels-{key[:16]}.so"
+            target = _cache_dir() / f"defocus_xai_native-{key[:16]}.so"
             if not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
                 os.close(fd)
                 try:
-                    subprocess.run([compiler, *FLAGS, "-x", "c++", str(SOURCE), "-o", tmp, "-lm"],
+                    subprocess.run([compiler, *FLAGS, "-x", "c++", *map(str, SOURCES), "-o", tmp, "-lm"],
                                    check=True, capture_output=True, timeout=120)
                     os.replace(tmp, target)
                 finally:
@@ -77,14 +81,16 @@ def library() -> ctypes.CDLL:
                         os.unlink(tmp)
             lib = ctypes.CDLL(str(target))
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
-            lib.order_statistics.argtypes = [ptr, i64, i64, i64, i64, ptr, ptr]
-            lib.order_statistics.restype = None
+            f32 = ctypes.c_float
+            lib.percentile_thresholds.argtypes = [ptr, i64, i64, f32, f32, f32, ptr, ptr, ptr]
+            lib.percentile_thresholds.restype = None
             lib.edge_pixels.argtypes = [ptr, i64, i64, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr,
                                        ptr, ptr, ptr]
             lib.edge_pixels.restype = i64
-            lib.apply_coefficients.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, ctypes.c_float,
-                                               ptr]
+            lib.apply_coefficients.argtypes = [ptr, ptr, i64, i64, i64, i64, i64, f32, ptr]
             lib.apply_coefficients.restype = ctypes.c_int
+            lib.guided_coefficients.argtypes = [ptr, ptr, i64, i64, i64, ptr, i64, i64, f32, ptr]
+            lib.guided_coefficients.restype = ctypes.c_int
             _LIB.append(lib)
     return _LIB[0]
 
@@ -93,25 +99,30 @@ def _ptr(t: torch.Tensor) -> int:
     return t.data_ptr()
 
 
-def order_statistics(values: torch.Tensor, below: int, above: int) -> tuple:
-    """``(low, high)`` ``(B,)``: the ``below``-th and ``above``-th smallest values (0-based ranks,
-    ``below <= above <= below + 1``) of each row of the float32 ``values`` ``(B, n)``, as from a sort.
+def edge_thresholds(sample: torch.Tensor, low: float, high: float, floor: float) -> tuple:
+    """``(lo, hi)`` ``(B,)``: :func:`~.edges.edge_thresholds`' two thresholds from the rows of the
+    float32 ``sample`` ``(B, n)`` (the values of the gradient magnitude it takes the percentile of):
+    the 99th percentile ``ref`` as ``torch.quantile`` computes it (the order statistics from a
+    histogram and a quickselect instead of a sort; within one float32 ulp),
+    ``lo = max(low ref, floor)`` and ``hi = max(high ref, floor, lo)``.
 
     Examples
     --------
     >>> import torch
-    >>> from defocus_xai.defocus.native import order_statistics
-    >>> order_statistics(torch.tensor([[3.0, 1.0, 2.0, 5.0]]), 1, 2)
-    (tensor([2.]), tensor([3.]))
+    >>> from defocus_xai.defocus.native import edge_thresholds
+    >>> lo, hi = edge_thresholds(torch.arange(101.0)[None], 0.05, 0.15, 1.0)
+    >>> lo.tolist(), hi.tolist()            # ref = 99
+    ([4.950000286102295], [14.850000381469727])
     """
-    values = values.contiguous()
-    B, n = values.shape
-    if not (values.dtype == torch.float32 and 0 <= below <= above <= below + 1 and above < n):
-        raise ValueError(f"order_statistics: float32 rows and ranks 0 <= {below} <= {above} < {n}")
-    out = torch.empty(B, 2, dtype=torch.float32)
-    scratch = torch.empty(n, dtype=torch.float32)
-    library().order_statistics(_ptr(values), B, n, below, above, _ptr(scratch), _ptr(out))
-    return out[:, 0], out[:, 1]
+    sample = sample.contiguous()
+    if sample.dtype != torch.float32 or sample.dim() != 2 or sample.shape[1] < 1:
+        raise ValueError("edge_thresholds: a float32 (B, n) sample, n >= 1")
+    B, n = sample.shape
+    lo, hi = torch.empty(B), torch.empty(B)
+    scratch = torch.empty(n)
+    library().percentile_thresholds(_ptr(sample), B, n, low, high, floor, _ptr(scratch), _ptr(lo),
+                                    _ptr(hi))
+    return lo, hi
 
 
 def edge_pixels(mag: torch.Tensor, peaks: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
@@ -150,6 +161,40 @@ def edge_pixels(mag: torch.Tensor, peaks: torch.Tensor, low: torch.Tensor, high:
                                   _ptr(edges), _ptr(stack), _ptr(out[0]), _ptr(out[1]),
                                   _ptr(out[2]))
     return (edges, *out[:, :count])
+
+
+def guided_coefficients(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, radius: int,
+                        eps: float) -> torch.Tensor:
+    """The guided propagation at half resolution (:func:`~.propagation.guided_propagation` with
+    ``subsample=2``) up to the guided filter's box-averaged linear coefficients ``(B, 2, h, w)``,
+    ``h, w = ceil(H / 2), ceil(W / 2)``: from ``sums`` ``(2, B, 1, h, w)``, the sums of
+    ``sigma * weight`` and of ``weight`` over the edge pixels of each ``2 x 2`` block, and the gray
+    image ``(B, 1, H, W)``; ``blur``: the normalized fill's Gaussian taps on the small grid;
+    ``radius``, ``eps``: the guided filter's on the small grid. Within float rounding of the torch
+    code (the same operations in the same order, some contracted).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai.defocus.native import guided_coefficients
+    >>> sums = torch.zeros(2, 1, 1, 8, 8); sums[:, 0, 0, 3, 3] = torch.tensor([6.0, 2.0])
+    >>> coef = guided_coefficients(sums, torch.rand(1, 1, 16, 16), (0.25, 0.5, 0.25), 2, 1e-3)
+    >>> bool(coef[:, 1].allclose(torch.tensor(3.0), atol=1e-4))   # b = 3, a = 0: flat sigma 3
+    True
+    """
+    _, B, _, h, w = sums.shape
+    H, W = gray.shape[-2:]
+    sums, gray = sums.contiguous(), gray.contiguous()
+    if not (sums.dtype == gray.dtype == torch.float32 and (h, w) == ((H + 1) // 2, (W + 1) // 2)
+            and len(blur) % 2 == 1 and 0 < radius < min(h, w) and len(blur) // 2 < min(h, w)):
+        raise ValueError("guided_coefficients: float32 sums (2, B, 1, ceil(H/2), ceil(W/2)) and "
+                         "gray (B, 1, H, W), kernels shorter than the grid")
+    taps = torch.tensor(blur, dtype=torch.float32)
+    coef = torch.empty(B, 2, h, w, dtype=torch.float32)
+    if library().guided_coefficients(_ptr(sums), _ptr(gray), B, H, W, _ptr(taps), len(blur) // 2,
+                                     radius, eps, _ptr(coef)):
+        raise MemoryError("guided_coefficients: out of memory")
+    return coef
 
 
 def apply_coefficients(coef: torch.Tensor, gray: torch.Tensor, sigma_max: float,
