@@ -132,6 +132,16 @@ def test_library_is_built_once_into_the_cache(tmp_path, monkeypatch):
     stamp = built[0].stat().st_mtime_ns
     native.library()                                 # found in the cache, not rebuilt
     assert built[0].stat().st_mtime_ns == stamp
+    # a read-only first folder: the per-user folder in the temporary directory
+    monkeypatch.setattr(native, "_LIB", [])
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "file" / "below", tmp_path / "tmp"])
+    (tmp_path / "file").write_text("not a folder")
+    native.library()
+    assert len(list((tmp_path / "tmp").glob("defocus_xai_native-*.so"))) == 1
+    monkeypatch.setattr(native, "_LIB", [])
+    monkeypatch.setattr(native, "_cache_dirs", lambda: [tmp_path / "file" / "below"])
+    with pytest.raises(OSError, match="no writable cache folder"):
+        native.library()
 
 
 def test_without_a_compiler_the_compiled_path_runs_the_eager_code(monkeypatch):

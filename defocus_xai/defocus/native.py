@@ -8,10 +8,11 @@ rounding): :func:`edge_thresholds` (the percentile and thresholds of
 propagation at half resolution) and :func:`apply_coefficients` (its coefficients upsampled and
 applied to the gray image). Scalar C that the compiler vectorizes where it can (no machine-specific
 flags: the cached library runs on any CPU of the architecture). The cache directory is
-``$DEFOCUS_XAI_CACHE`` or ``$XDG_CACHE_HOME/defocus_xai`` (``~/.cache/defocus_xai``); the library's
-name carries a hash of the source, the compiler and its flags, and it is written under a temporary
-name and renamed, so that concurrent processes never load a half-written file. Any failure (no
-compiler, a read-only cache) raises; the caller (:mod:`.fused`) then runs the eager code.
+``$DEFOCUS_XAI_CACHE`` or ``$XDG_CACHE_HOME/defocus_xai`` (``~/.cache/defocus_xai``), or where that
+is read-only a per-user folder in the temporary directory; the library's name carries a hash of
+the sources, the compiler and its flags, and it is written under a temporary name and renamed, so
+that concurrent processes never load a half-written file. Any failure (no compiler, no writable
+folder) raises; the caller (:mod:`.fused`) then runs the eager code.
 """
 
 from __future__ import annotations
@@ -44,11 +45,40 @@ def _compiler() -> str:
     raise RuntimeError("no C++ compiler found ($CXX, c++, g++, clang++)")
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("DEFOCUS_XAI_CACHE") or os.path.join(
+def _cache_dirs() -> list:
+    """Where the library is cached: ``$DEFOCUS_XAI_CACHE``, else ``$XDG_CACHE_HOME/defocus_xai``
+    (``~/.cache/defocus_xai``), then a per-user folder in the temporary directory."""
+    first = os.environ.get("DEFOCUS_XAI_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "defocus_xai")
-    return Path(root)
+    user = getattr(os, "getuid", lambda: "user")()
+    return [Path(first), Path(tempfile.gettempdir()) / f"defocus_xai_{user}"]
+
+
+def _build(compiler: str, name: str) -> Path:
+    """The library's path in the first writable cache folder, compiled there if absent (written
+    under a temporary name, then renamed: a concurrent process never loads a half-written file)."""
+    errors = []
+    for folder in _cache_dirs():
+        target = folder / name
+        if target.exists():
+            return target
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+        except OSError as exc:                   # read-only: the next folder
+            errors.append(f"{folder}: {exc}")
+            continue
+        os.close(fd)
+        try:
+            subprocess.run([compiler, *FLAGS, "-x", "c++", *map(str, SOURCES), "-o", tmp, "-lm"],
+                           check=True, capture_output=True, timeout=120)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return target
+    raise OSError("no writable cache folder for the C library: " + "; ".join(errors))
 
 
 def library() -> ctypes.CDLL:
@@ -67,19 +97,7 @@ def library() -> ctypes.CDLL:
             compiler = _compiler()
             source = b"".join(path.read_bytes() for path in SOURCES)
             key = hashlib.sha256(source + compiler.encode() + " ".join(FLAGS).encode()).hexdigest()
-            target = _cache_dir() / f"defocus_xai_native-{key[:16]}.so"
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-                os.close(fd)
-                try:
-                    subprocess.run([compiler, *FLAGS, "-x", "c++", *map(str, SOURCES), "-o", tmp, "-lm"],
-                                   check=True, capture_output=True, timeout=120)
-                    os.replace(tmp, target)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-            lib = ctypes.CDLL(str(target))
+            lib = ctypes.CDLL(str(_build(compiler, f"defocus_xai_native-{key[:16]}.so")))
             i64, ptr = ctypes.c_int64, ctypes.c_void_p
             f32 = ctypes.c_float
             lib.percentile_thresholds.argtypes = [ptr, i64, i64, f32, f32, f32, ptr, ptr, ptr]
