@@ -31,7 +31,8 @@ import torch
 __all__ = ["library", "edge_thresholds", "edge_pixels", "guided_coefficients", "apply_coefficients"]
 
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("edge_pixels.c", "propagation.c"))
-FLAGS = ("-O3", "-shared", "-fPIC")
+#: ``-ffp-contract=off``: multiply-adds rounded as written (torch's order), on every architecture.
+FLAGS = ("-O3", "-ffp-contract=off", "-shared", "-fPIC")
 _LOCK = threading.Lock()
 _LIB: list = []
 
@@ -55,18 +56,31 @@ def _cache_dirs() -> list:
     return [Path(first), Path(tempfile.gettempdir()) / f"defocus_xai_{user}"]
 
 
+def _check_private(path: Path) -> None:
+    """Refuse (``PermissionError``) a cache folder or library that another user owns or may write:
+    a library planted there would run in this process."""
+    if not hasattr(os, "getuid"):
+        return
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(f"{path} is not private to this user (owner {st.st_uid}, "
+                              f"mode {oct(st.st_mode & 0o777)})")
+
+
 def _build(compiler: str, name: str) -> Path:
     """The library's path in the first writable cache folder, compiled there if absent (written
     under a temporary name, then renamed: a concurrent process never loads a half-written file)."""
     errors = []
     for folder in _cache_dirs():
         target = folder / name
-        if target.exists():
-            return target
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _check_private(folder)
+            if target.exists():
+                _check_private(target)
+                return target
             fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-        except OSError as exc:                   # read-only: the next folder
+        except OSError as exc:                   # read-only, or not ours: the next folder
             errors.append(f"{folder}: {exc}")
             continue
         os.close(fd)
@@ -121,7 +135,7 @@ def edge_thresholds(sample: torch.Tensor, low: float, high: float, floor: float)
     """``(lo, hi)`` ``(B,)``: :func:`~.edges.edge_thresholds`' two thresholds from the rows of the
     float32 ``sample`` ``(B, n)`` (the values of the gradient magnitude it takes the percentile of):
     the 99th percentile ``ref`` as ``torch.quantile`` computes it (the order statistics from a
-    histogram and a quickselect instead of a sort; within one float32 ulp),
+    histogram and a quickselect instead of a sort; within a few float32 ulps),
     ``lo = max(low ref, floor)`` and ``hi = max(high ref, floor, lo)``.
 
     Examples
@@ -167,8 +181,9 @@ def edge_pixels(mag: torch.Tensor, peaks: torch.Tensor, low: torch.Tensor, high:
     if mag.stride(-1) != 1:
         mag = mag.contiguous()           # rows with a stride of their own are read in place
     peaks = peaks.contiguous()
-    if not (mag.dtype == torch.float32 and peaks.dtype == torch.uint8 and peaks.shape == mag.shape):
-        raise ValueError("edge_pixels: float32 mag and uint8 peaks of the same shape")
+    if not (mag.dtype == torch.float32 and peaks.dtype == torch.uint8 and peaks.shape == mag.shape
+            and mag.shape[1] == 1):
+        raise ValueError("edge_pixels: float32 mag and uint8 peaks of the same (B, 1, H, W) shape")
     low = low.to(torch.float32).reshape(B).contiguous()
     high = high.to(torch.float32).reshape(B).contiguous()
     edges = torch.empty(B, 1, H, W, dtype=torch.uint8)
@@ -203,7 +218,8 @@ def guided_coefficients(sums: torch.Tensor, gray: torch.Tensor, blur: tuple, rad
     _, B, _, h, w = sums.shape
     H, W = gray.shape[-2:]
     sums, gray = sums.contiguous(), gray.contiguous()
-    if not (sums.dtype == gray.dtype == torch.float32 and (h, w) == ((H + 1) // 2, (W + 1) // 2)
+    if not (sums.dtype == gray.dtype == torch.float32 and sums.shape[:3] == (2, B, 1)
+            and gray.shape[:2] == (B, 1) and (h, w) == ((H + 1) // 2, (W + 1) // 2)
             and len(blur) % 2 == 1 and 0 < radius < min(h, w) and len(blur) // 2 < min(h, w)):
         raise ValueError("guided_coefficients: float32 sums (2, B, 1, ceil(H/2), ceil(W/2)) and "
                          "gray (B, 1, H, W), kernels shorter than the grid")
@@ -233,7 +249,8 @@ def apply_coefficients(coef: torch.Tensor, gray: torch.Tensor, sigma_max: float,
     B, _, h, w = coef.shape
     H, W = gray.shape[-2:]
     coef, gray = coef.contiguous(), gray.contiguous()
-    if not (coef.dtype == gray.dtype == torch.float32 and coef.shape[1] == 2 and gray.shape[:2] == (B, 1)):
+    if not (coef.dtype == gray.dtype == torch.float32 and coef.shape[1] == 2 and h > 0 and w > 0
+            and gray.shape[:2] == (B, 1)):
         raise ValueError("apply_coefficients: float32 coefficients (B, 2, h, w) and gray (B, 1, H, W)")
     dense = torch.empty(B, 1, H, W, dtype=torch.float32) if out is None else out
     if not (dense.shape == (B, 1, H, W) and dense.dtype == torch.float32 and dense.is_contiguous()):

@@ -112,7 +112,8 @@ static void blur_2d(const float *x, int64_t h, int64_t w, const float *taps, int
         for (int64_t c = 0; c < w; ++c) o[c] = row[c] * taps[r];
         for (int64_t j = 1; j <= r; ++j) {
             const float t = taps[r + j];
-            for (int64_t c = 0; c < j; ++c) o[c] += (row[reflect(c - j, w)] + row[c + j]) * t;
+            for (int64_t c = 0; c < j; ++c)
+                o[c] += (row[reflect(c - j, w)] + row[reflect(c + j, w)]) * t;
             for (int64_t c = j; c < w - j; ++c) o[c] += (row[c - j] + row[c + j]) * t;
             for (int64_t c = w - j > j ? w - j : j; c < w; ++c)
                 o[c] += (row[c - j] + row[reflect(c + j, w)]) * t;
