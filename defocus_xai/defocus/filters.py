@@ -131,7 +131,6 @@ def _kernels_cpu(std: float, radius: int) -> torch.Tensor:
 
 @lru_cache(maxsize=64)
 @torch.compiler.assume_constant_result
-@lru_cache(maxsize=64)
 def _taps(std: float, radius: int, dtype: torch.dtype | None) -> tuple:
     """The three kernels of :func:`_kernels_cpu` as Python floats, rounded to ``dtype`` first (as a
     kernel tensor of that dtype holds them; ``None``: not rounded); a constant for ``torch.compile``."""
