@@ -334,3 +334,22 @@ def test_gradient_is_finite_on_jpeg_reals():
     x = torch.stack([ds[i]["image"] for i in range(2)]).requires_grad_(True)
     dx.estimate_defocus(x, size=None, recipe="robust").dense.sum().backward()
     assert bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("recipe", ["ours", "robust"])
+def test_edge_values_then_guided_propagation_is_the_estimator(recipe):
+    """The sparse stage benches feed other values or weights to reproduces the estimator exactly."""
+    from defocus_xai.defocus.estimator import edge_values
+    from defocus_xai.defocus.propagation import guided_propagation
+
+    img = torch.from_numpy(np.stack([step_with_bar(64, 1.5, 4.0), t_junction(64, 1.0, 30.3)]))
+    img = img[:, None].expand(-1, 3, -1, -1).contiguous()
+    cfg = EstimatorConfig(recipe=recipe, size=None)
+    result = dx.estimate_defocus(img, cfg)
+    x, gray, sparse, confidence, edges = edge_values(cfg, img)
+    dense = guided_propagation(sparse, confidence, gray, fill_std=cfg.fill_std, radius=cfg.guided_radius,
+                               eps=cfg.guided_eps, subsample=cfg.subsample).clamp(0.0, cfg.sigma_max)
+    assert x.shape == img.shape and edges.dtype == torch.bool
+    assert torch.equal(edges.float(), result.edges) and torch.equal(sparse, result.sparse)
+    assert torch.allclose(dense, result.dense, atol=1e-6)
+    assert (confidence[~edges] == 0).all() and (confidence[edges] > 0).any()

@@ -53,9 +53,25 @@ def _config_from(config: EstimatorConfig | None, settings: dict) -> EstimatorCon
     return config
 
 
-def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
-    """``(dense, sparse, edges)`` of the corrected recipes (``"ours"``, ``"robust"``) for a
-    ``(B, 3, H, W)`` batch."""
+def edge_values(cfg: EstimatorConfig, batch: torch.Tensor):
+    """The sparse stage of the corrected recipes (``"ours"``, ``"robust"``) for a ``(B, 3, H, W)`` batch.
+
+    Returns ``(x, gray, sparse, confidence, edges)``, each ``(B, C, H, W)`` at the recipe's grid: the
+    resized batch, the gray image that guides the propagation, sigma at the edge pixels, the weight each
+    edge value gets in the propagation, and the bool edge mask. :func:`estimate_defocus` propagates
+    ``sparse`` with ``confidence``; benches use this stage to feed the same propagation other values or
+    weights (``bench/defocus_error_budget.py``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from defocus_xai.defocus import EstimatorConfig
+    >>> from defocus_xai.defocus.estimator import edge_values
+    >>> step = torch.zeros(1, 3, 32, 32); step[..., 16:] = 1.0
+    >>> x, gray, sparse, confidence, edges = edge_values(EstimatorConfig(size=None), step)
+    >>> bool(edges.any()), sparse[edges].max().item() < 0.5
+    (True, True)
+    """
     x = resize_batch(batch, cfg.size)
     robust = cfg.recipe == "robust"
     # "robust": JPEG's full-resolution luma, free of the subsampled chroma's blur.
@@ -78,6 +94,13 @@ def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
         sparse, conf = robust_edge_sigma(d, tuple(ratio_scales), edges, cfg, noise)
     else:
         sparse, conf = edge_sigma(d, tuple(ratio_scales), edges, cfg)
+    return x, gray, sparse, conf, edges
+
+
+def _maps_ours(cfg: EstimatorConfig, batch: torch.Tensor):
+    """``(dense, sparse, edges)`` of the corrected recipes (``"ours"``, ``"robust"``) for a
+    ``(B, 3, H, W)`` batch."""
+    x, gray, sparse, conf, edges = edge_values(cfg, batch)
     edges_f = edges.to(gray.dtype)
     if cfg.propagation == "none":
         dense = sparse
